@@ -1,0 +1,22 @@
+"""emzoo: the model zoo for electron-microscopy image models.
+
+``import emzoo`` registers every ``emzoo_*`` architecture with timm.
+"""
+
+__version__ = "0.1.0"
+
+from emzoo.errors import EmzooError
+from emzoo.hub import create_model, download, info, load, save_pretrained
+from emzoo.zoo import ZOO, list_models
+
+__all__ = [
+    "ZOO",
+    "EmzooError",
+    "__version__",
+    "create_model",
+    "download",
+    "info",
+    "list_models",
+    "load",
+    "save_pretrained",
+]

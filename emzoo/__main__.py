@@ -1,0 +1,5 @@
+import sys
+
+from emzoo.cli import main
+
+sys.exit(main())

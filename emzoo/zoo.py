@@ -1,0 +1,232 @@
+"""The zoo's checkpoint table: the single source of truth for names, architectures, tasks,
+recipes and Hub ids. Model files build their timm ``default_cfgs`` from it; the CLI, the cards
+and the Space read it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, field
+
+HUB_ORG = "emzoo"
+HUB_REVISION = "v1.0"
+LICENSE = "mit"
+PAPER = (
+    "Kazimi, Ruzaeva, Sandfeld. Self-Supervised Learning with Generative Adversarial Networks "
+    "for Electron Microscopy. CVPR Workshops 2024. arXiv:2402.18286"
+)
+PAPER_ID = "arXiv:2402.18286"
+
+TASKS = ("pretext", "segment", "denoise", "bg-removal", "super-res")
+
+# The paper's nine residual U-Nets: (blocks, receptive field) -> max-pool factor per level.
+# RF = 8 * sum(j_0..j_{B-1}) + 5 * j_B with j_i the product of the first i pool factors
+# (see emzoo.models.resunet.receptive_field); these factors reproduce the paper's fields.
+UNET_POOLS: dict[tuple[int, int], tuple[int, ...]] = {
+    (2, 44): (2, 2),
+    (2, 84): (2, 6),
+    (2, 116): (6, 2),
+    (3, 96): (2, 2, 2),
+    (3, 176): (2, 2, 6),
+    (3, 240): (2, 6, 2),
+    (4, 200): (2, 2, 2, 2),
+    (4, 360): (2, 2, 2, 6),
+    (4, 424): (2, 2, 4, 3),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a checkpoint is trained: data, corruption or task, loss and optimiser settings."""
+
+    name: str
+    task: str
+    data: str
+    loss: str
+    epochs: int
+    batch_size: int
+    image_size: int
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    l1_lambda: float | None = None
+    corruption: dict = field(default_factory=dict)
+    augmentation: tuple[str, ...] = ()
+    notes: str = ""
+
+
+# Default corruption strengths (the paper names the corruptions but not their strengths).
+DEFAULT_CORRUPTION = {
+    "noise_std": (0.0, 0.3),  # Gaussian noise, std drawn uniformly, in units of image std
+    "blur_sigma": (0.0, 2.0),  # Gaussian blur sigma in pixels, drawn uniformly
+    "p_noise": 0.8,
+    "p_blur": 0.5,
+    "flips": True,
+    "rot90": True,
+}
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            name="pix2pix-cem500k",
+            task="pretext",
+            data="CEM500K (EMPIAR-10592), 200K-image subset, 5,000 val, 5,000 test",
+            loss="LSGAN + 100 * L1 (conditional PatchGAN discriminator)",
+            epochs=60,
+            batch_size=128,
+            image_size=224,
+            l1_lambda=100.0,
+            corruption=DEFAULT_CORRUPTION,
+            augmentation=("flip", "rot90"),
+        ),
+        Recipe(
+            name="au-seg",
+            task="segment",
+            data="Au nanoparticles in HRTEM (Sytwu et al. 2022, Zenodo 10.5281/zenodo.6419024)",
+            loss="binary cross-entropy",
+            epochs=60,
+            batch_size=16,
+            image_size=448,
+            augmentation=("random-crop-512-to-448", "noise", "flip", "rot90", "resize"),
+        ),
+        *(
+            Recipe(
+                name=f"temimagenet-{task}",
+                task=task,
+                data="TEMImageNet (Lin et al. 2021), split 10,377 / 1,832 / 2,155",
+                loss="L1 + L2",
+                epochs=60,
+                batch_size=64,
+                image_size=256,
+            )
+            for task in ("denoise", "bg-removal", "super-res")
+        ),
+    )
+}
+
+TASK_PIPELINE = {
+    "pretext": "image-to-image",
+    "segment": "image-segmentation",
+    "denoise": "image-to-image",
+    "bg-removal": "image-to-image",
+    "super-res": "image-to-image",
+}
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One checkpoint of the zoo."""
+
+    name: str
+    arch: str
+    tag: str
+    task: str
+    recipe: str
+    base_model: str | None = None
+    out_chans: int = 1
+    in_chans: int = 1
+    normalization: str = "standardize"
+    pixel_size_nm: tuple[float, float] | None = None
+    modality: str = "EM"
+    license: str = LICENSE
+    published: bool = False
+
+    @property
+    def hub_id(self) -> str:
+        return f"{HUB_ORG}/{self.name}"
+
+    @property
+    def revision(self) -> str:
+        return HUB_REVISION
+
+    @property
+    def timm_name(self) -> str:
+        return f"{self.arch}.{self.tag}"
+
+    def to_dict(self) -> dict:
+        info = asdict(self)
+        info.update(hub_id=self.hub_id, revision=self.revision, timm_name=self.timm_name)
+        info["recipe"] = asdict(RECIPES[self.recipe])
+        return info
+
+
+def _build_entries() -> dict[str, ZooEntry]:
+    pretrained = [
+        ZooEntry(
+            name=f"unet-{b}-{rf}-cem500k",
+            arch=f"emzoo_unet_{b}_{rf}",
+            tag="cem500k",
+            task="pretext",
+            recipe="pix2pix-cem500k",
+            pixel_size_nm=(1.0, 30.0),
+            modality="cellular SEM/TEM",
+        )
+        for b, rf in UNET_POOLS
+    ]
+    pretrained.append(
+        ZooEntry(
+            name="hrnet-cem500k",
+            arch="emzoo_hrnet_w18",
+            tag="cem500k",
+            task="pretext",
+            recipe="pix2pix-cem500k",
+            pixel_size_nm=(1.0, 30.0),
+            modality="cellular SEM/TEM",
+        )
+    )
+    finetuned = [
+        ZooEntry(
+            name=f"{p.name}-au-seg",
+            arch=p.arch,
+            tag="cem500k-au-seg",
+            task="segment",
+            recipe="au-seg",
+            base_model=p.name,
+            pixel_size_nm=(0.01, 0.1),
+            modality="HRTEM",
+        )
+        for p in pretrained
+    ]
+    finetuned += [
+        ZooEntry(
+            name=f"hrnet-cem500k-temimagenet-{task}",
+            arch="emzoo_hrnet_w18",
+            tag=f"cem500k-temimagenet-{task}",
+            task=task,
+            recipe=f"temimagenet-{task}",
+            base_model="hrnet-cem500k",
+            pixel_size_nm=(0.005, 0.05),
+            modality="atomic-resolution ADF-STEM",
+        )
+        for task in ("denoise", "bg-removal", "super-res")
+    ]
+    return {e.name: e for e in pretrained + finetuned}
+
+
+ZOO: dict[str, ZooEntry] = _build_entries()
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Zoo checkpoint names, optionally filtered by an fnmatch pattern (``"unet-4-*"``)."""
+    names = sorted(ZOO)
+    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def entries_for_arch(arch: str) -> list[ZooEntry]:
+    return [e for e in ZOO.values() if e.arch == arch]
+
+
+def pretrained_cfgs(arch: str, **base_cfg) -> dict[str, dict]:
+    """timm ``default_cfgs`` for one architecture: the untagged random-init cfg first, then a
+    tagged cfg (``arch.tag``) with the Hub id for every zoo entry of that architecture."""
+    cfgs = {f"{arch}.*": dict(base_cfg)}  # '*': the untagged random-init cfg stays timm's default
+    for entry in entries_for_arch(arch):
+        cfgs[entry.timm_name] = dict(
+            base_cfg,
+            hf_hub_id=f"{entry.hub_id}@{entry.revision}",
+            num_classes=entry.out_chans,
+            license=entry.license,
+            description=f"{entry.task} ({entry.recipe})",
+            paper_ids=PAPER_ID,
+        )
+    return cfgs
