@@ -1,0 +1,592 @@
+"""The paper's datasets in their owners' on-disk layouts, read lazily into one torch Dataset.
+
+Layouts (detected by :func:`detect_layout`):
+- ``unlabeled``: nested folders of images in any format ``emzoo.io`` reads (CEM500K);
+- ``temimagenet``: ``image/`` + ``noNoise/`` | ``noBackgroundnoNoise/`` |
+  ``noNoiseNoBackgroundSuperresolution/`` with matching file names (TEMImageNet);
+- ``au-hdf5``: HDF5 files whose names contain ``images`` / ``labels`` with datasets ``images`` /
+  ``labels`` shaped (N, 1, H, W), or one file holding both (Sytwu et al.'s Au nanoparticles);
+- ``image-mask``: ``images/`` + ``masks/`` folders with matching stems;
+- ``imagefolder``: a Hugging Face ``datasets`` imagefolder with ``metadata.jsonl``.
+Splits: ``train/``, ``val/`` (or ``validation/``) and ``test/`` sub-folders are honoured; without
+them a deterministic split by hashing each sample's name with the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from emzoo import io
+from emzoo.data import transforms as T
+from emzoo.errors import EmzooError
+from emzoo.normalize import normalize, remove_outliers
+
+_log = logging.getLogger(__name__)
+
+TEM_TARGETS = {
+    "denoise": "noNoise",
+    "bg-removal": "noBackgroundnoNoise",
+    "super-res": "noNoiseNoBackgroundSuperresolution",
+}
+SPLIT_DIRS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+LAYOUT_TASKS = {
+    "unlabeled": ("pretext",),
+    "temimagenet": ("pretext", "denoise", "bg-removal", "super-res"),
+    "au-hdf5": ("pretext", "segment"),
+    "image-mask": ("pretext", "segment"),
+    "imagefolder": ("pretext", "segment", "denoise", "bg-removal", "super-res"),
+}
+
+
+# --------------------------------------------------------------------------------- sources
+class Source:
+    """Random access to (image, target-or-None, name) in a layout's own format."""
+
+    layout = ""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+        raise NotImplementedError
+
+    def name(self, index: int) -> str:
+        raise NotImplementedError
+
+
+def _list_images(folder: Path) -> list[Path]:
+    """Every image file below ``folder``, in a stable order, without reading any of them."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(
+            Path(dirpath) / f for f in sorted(filenames) if f.lower().endswith(io.IMAGE_SUFFIXES) and f[0] != "."
+        )
+    return found
+
+
+class FileSource(Source):
+    """Image files, optionally each paired with a target file."""
+
+    def __init__(self, files: list[Path], targets: list[Path] | None = None, layout: str = "unlabeled", root=None):
+        self.files, self.targets, self.layout = files, targets, layout
+        self.root = Path(root) if root else None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def name(self, index: int) -> str:
+        path = self.files[index]
+        return str(path.relative_to(self.root)) if self.root else str(path)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+        image, _ = io.read(self.files[index])
+        target = io.read(self.targets[index])[0] if self.targets is not None else None
+        return image, target, str(self.files[index])
+
+
+class HDF5Source(Source):
+    """Sytwu et al.'s HDF5 patches: ``images`` and ``labels`` (N, 1, H, W), opened lazily in
+    each worker process."""
+
+    layout = "au-hdf5"
+
+    def __init__(self, pairs: list[tuple[Path, str, Path | None, str | None]]):
+        import h5py
+
+        self.pairs = pairs
+        self.index: list[tuple[int, int]] = []
+        for k, (image_file, image_key, label_file, label_key) in enumerate(pairs):
+            try:
+                with h5py.File(image_file, "r") as f:
+                    n = f[image_key].shape[0]
+                    image_hw = f[image_key].shape[-2:]
+                if label_file is not None:
+                    with h5py.File(label_file, "r") as f:
+                        n_labels = f[label_key].shape[0]
+                        label_hw = f[label_key].shape[-2:]
+                    if n_labels != n or label_hw != image_hw:
+                        raise EmzooError(
+                            f"{label_file}: labels {n_labels}x{tuple(label_hw)} do not match images "
+                            f"{n}x{tuple(image_hw)} in {image_file}"
+                        )
+            except EmzooError:
+                raise
+            except Exception as e:
+                raise EmzooError(f"{image_file}: cannot read as HDF5 ({e})") from None
+            self.index += [(k, i) for i in range(n)]
+        self._handles: dict[Path, Any] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _dataset(self, path: Path, key: str):
+        import h5py
+
+        if os.getpid() != self._pid:  # a forked worker must not share the parent's handles
+            self._handles, self._pid = {}, os.getpid()
+        if path not in self._handles:
+            self._handles[path] = h5py.File(path, "r")
+        return self._handles[path][key]
+
+    def name(self, index: int) -> str:
+        k, i = self.index[index]
+        return f"{self.pairs[k][0].name}[{i}]"
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+        k, i = self.index[index]
+        image_file, image_key, label_file, label_key = self.pairs[k]
+        image = np.squeeze(np.asarray(self._dataset(image_file, image_key)[i], dtype=np.float32))
+        target = None
+        if label_file is not None:
+            target = np.squeeze(np.asarray(self._dataset(label_file, label_key)[i], dtype=np.float32))
+        return image, target, f"{image_file}[{i}]"
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+
+class HFSource(Source):
+    """A Hugging Face ``datasets`` split with an image column and optionally a target column."""
+
+    layout = "imagefolder"
+
+    def __init__(self, dataset, target_column: str | None):
+        self.dataset, self.target_column = dataset, target_column
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def name(self, index: int) -> str:
+        return f"row {index}"
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+        return _hf_row(self.dataset[index], self.target_column) + (f"row {index}",)
+
+
+def _hf_row(row: dict, target_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    image = np.asarray(row["image"], dtype=np.float32)
+    if image.ndim == 3:
+        image = image[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    target = np.asarray(row[target_column], dtype=np.float32) if target_column else None
+    if target is not None and target.ndim == 3:
+        target = target[..., 0]
+    return image, target
+
+
+# -------------------------------------------------------------------------------- layouts
+def _split_root(root: Path, split: str) -> Path | None:
+    for name in SPLIT_DIRS[split]:
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def has_split_dirs(root: Path) -> bool:
+    return any(_split_root(root, s) is not None for s in SPLIT_DIRS)
+
+
+def _hdf5_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in HDF5_SUFFIXES and p.is_file())
+
+
+def detect_layout(path: str | Path) -> str:
+    """Name the layout of a dataset folder (or HDF5 file)."""
+    root = Path(path)
+    if not root.exists():
+        raise EmzooError(f"{root}: no such file or folder")
+    if root.is_file():
+        if root.suffix.lower() in HDF5_SUFFIXES:
+            return "au-hdf5"
+        raise EmzooError(f"{root}: a dataset is a folder (or an HDF5 file); got a {root.suffix} file")
+    probe = root
+    if has_split_dirs(root):
+        probe = next(_split_root(root, s) for s in SPLIT_DIRS if _split_root(root, s) is not None)
+    if (root / "metadata.jsonl").is_file() or (probe / "metadata.jsonl").is_file():
+        return "imagefolder"
+    if (probe / "image").is_dir() and any((probe / d).is_dir() for d in TEM_TARGETS.values()):
+        return "temimagenet"
+    if (probe / "images").is_dir() and (probe / "masks").is_dir():
+        return "image-mask"
+    if _hdf5_files(probe):
+        return "au-hdf5"
+    if any(True for _ in _list_images(probe)[:1]):
+        return "unlabeled"
+    raise EmzooError(
+        f"{root}: no images found; expected image files (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY), "
+        "TEMImageNet folders, images/ + masks/, HDF5 patches or a metadata.jsonl"
+    )
+
+
+def _hash_split(name: str, seed: int, val_fraction: float, test_fraction: float) -> str:
+    u = int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:8], "little") / 2**64
+    if u < test_fraction:
+        return "test"
+    return "val" if u < test_fraction + val_fraction else "train"
+
+
+def _paired(root: Path, image_dir: str, target_dir: str, skip_bad: bool, report: list[str]):
+    images = {p.relative_to(root / image_dir).with_suffix(""): p for p in _list_images(root / image_dir)}
+    targets = {p.relative_to(root / target_dir).with_suffix(""): p for p in _list_images(root / target_dir)}
+    files, target_files = [], []
+    for key in sorted(images):
+        if key not in targets:
+            msg = f"{images[key]}: no matching target in {root / target_dir}"
+            if not skip_bad:
+                raise EmzooError(msg)
+            report.append(msg)
+            continue
+        files.append(images[key])
+        target_files.append(targets[key])
+    return files, target_files
+
+
+def _hdf5_pairs(files: list[Path], task: str) -> list[tuple[Path, str, Path | None, str | None]]:
+    import h5py
+
+    def keys(path: Path) -> set[str]:
+        try:
+            with h5py.File(path, "r") as f:
+                return set(f.keys())
+        except Exception as e:
+            raise EmzooError(f"{path}: cannot read as HDF5 ({e})") from None
+
+    pairs = []
+    by_name = {p.name.lower(): p for p in files}
+    for path in files:
+        lower = path.name.lower()
+        k = keys(path)
+        if "images" in k and "labels" in k:
+            pairs.append((path, "images", path, "labels"))
+        elif "images" in lower and "images" in k:
+            label_path = by_name.get(lower.replace("images", "labels"))
+            if label_path is None and task == "segment":
+                raise EmzooError(f"{path}: no matching labels file ({path.name} with 'labels' for 'images')")
+            pairs.append((path, "images", label_path, "labels" if label_path else None))
+        elif "labels" in lower:
+            continue
+        elif "images" not in k:
+            raise EmzooError(f"{path}: no 'images' dataset (found {sorted(k)})")
+    if not pairs:
+        raise EmzooError(f"{files[0].parent}: HDF5 files but none with an 'images' dataset")
+    return pairs
+
+
+@dataclass
+class SourceSpec:
+    source: Source
+    layout: str
+    skipped: list[str] = field(default_factory=list)
+
+
+def open_source(
+    path: str | Path,
+    task: str,
+    split: str = "train",
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    skip_bad: bool = False,
+    streaming: bool = False,
+) -> SourceSpec:
+    """The samples of one split of a dataset, in the layout found at ``path``."""
+    if split not in SPLIT_DIRS:
+        raise EmzooError(f"--split {split}: expected one of {', '.join(SPLIT_DIRS)}")
+    root = Path(path)
+    layout = detect_layout(root)
+    if task not in LAYOUT_TASKS[layout]:
+        raise EmzooError(
+            f"{root}: a {layout} dataset cannot train '{task}'; it supports {', '.join(LAYOUT_TASKS[layout])}"
+        )
+    if layout == "imagefolder":
+        return SourceSpec(_hf_source(root, task, split, streaming), layout)
+    skipped: list[str] = []
+    base = _split_root(root, split) if root.is_dir() and has_split_dirs(root) else None
+    hashed = base is None
+    base = base or root
+    if layout == "temimagenet":
+        target_dir = TEM_TARGETS.get(task)
+        if target_dir is None:  # pretext: the clean noNoise images are the unlabeled pool
+            target_dir = "noNoise"
+        if not (base / target_dir).is_dir():
+            raise EmzooError(f"{base}: no {target_dir}/ folder for task '{task}'")
+        inputs, targets = _paired(base, "image", target_dir, skip_bad, skipped)
+        if task == "pretext":
+            source: Source = FileSource(targets, None, "temimagenet", root)
+        else:
+            source = FileSource(inputs, targets, "temimagenet", root)
+    elif layout == "image-mask":
+        inputs, targets = _paired(base, "images", "masks", skip_bad, skipped)
+        source = FileSource(inputs, targets if task == "segment" else None, layout, root)
+    elif layout == "au-hdf5":
+        files = [base] if base.is_file() else _hdf5_files(base)
+        pairs = _hdf5_pairs(files, task)
+        if task != "segment":
+            pairs = [(f, k, None, None) for f, k, _, _ in pairs]
+        source = HDF5Source(pairs)
+    else:
+        source = FileSource(_list_images(base), None, layout, root)
+    if hashed:
+        keep = [i for i in range(len(source)) if _hash_split(source.name(i), seed, val_fraction, test_fraction) == split]
+        source = Subset(source, keep)
+    if len(source) == 0:
+        raise EmzooError(f"{root}: the '{split}' split is empty ({layout} layout); add data or change the split")
+    return SourceSpec(source, layout, skipped)
+
+
+class Subset(Source):
+    def __init__(self, source: Source, indices: list[int]):
+        self.source, self.indices, self.layout = source, indices, source.layout
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def name(self, index: int) -> str:
+        return self.source.name(self.indices[index])
+
+    def load(self, index: int):
+        return self.source.load(self.indices[index])
+
+
+def _hf_source(root: Path, task: str, split: str, streaming: bool):
+    import datasets
+
+    hf_split = {"val": "validation"}.get(split, split)
+    try:
+        ds = datasets.load_dataset("imagefolder", data_dir=str(root), split=hf_split, streaming=streaming)
+    except ValueError as e:
+        raise EmzooError(f"{root}: imagefolder has no '{hf_split}' split ({str(e).splitlines()[0]})") from None
+    except Exception as e:
+        raise EmzooError(f"{root}: cannot load as a Hugging Face imagefolder ({str(e).splitlines()[0]})") from None
+    columns = set(ds.column_names or ds.features or [])
+    target_column = None
+    if task == "segment":
+        target_column = "mask" if "mask" in columns else None
+        if target_column is None:
+            raise EmzooError(f"{root}/metadata.jsonl: segmentation needs a 'mask_file_name' column")
+    elif task != "pretext":
+        target_column = "target" if "target" in columns else None
+        if target_column is None:
+            raise EmzooError(f"{root}/metadata.jsonl: task '{task}' needs a 'target_file_name' column")
+    if streaming:
+        return _HFStream(ds, target_column)
+    return HFSource(ds, target_column)
+
+
+@dataclass
+class _HFStream:
+    dataset: Any
+    target_column: str | None
+    layout: str = "imagefolder"
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, str]]:
+        for i, row in enumerate(self.dataset):
+            yield _hf_row(row, self.target_column) + (f"row {i}",)
+
+
+# ------------------------------------------------------------------------------- datasets
+def _check_mask(mask: np.ndarray, name: str, num_classes: int) -> np.ndarray:
+    values = np.unique(mask)
+    if num_classes <= 2 and set(values.tolist()) <= {0.0, 255.0}:
+        return (mask > 0).astype(np.float32)
+    if not np.all(np.isin(values, np.arange(max(num_classes, 2)))):
+        shown = ", ".join(f"{v:g}" for v in values[:6])
+        raise EmzooError(
+            f"{name}: mask values {{{shown}{', ...' if len(values) > 6 else ''}}}; expected class ids "
+            f"0..{max(num_classes, 2) - 1} (or 0/255 for a binary mask)"
+        )
+    return mask.astype(np.float32)
+
+
+@dataclass
+class SampleRecipe:
+    """How one raw (image, target) pair becomes training tensors."""
+
+    task: str
+    image_size: int | None = 256
+    augment: bool = True
+    normalization: str = "standardize"
+    corruption: T.Corruption | None = None
+    num_classes: int = 1
+    remove_outliers: bool = False
+    seed: int = 0
+
+    def __call__(self, image, target, name, rng) -> dict[str, torch.Tensor]:
+        io.check_image(image, name)
+        if target is not None and self.task != "super-res" and target.shape != image.shape:
+            raise EmzooError(f"{name}: image {image.shape} and target {target.shape} differ in size")
+        if self.task == "super-res" and target is not None and target.shape != (2 * image.shape[0], 2 * image.shape[1]):
+            raise EmzooError(f"{name}: super-res target {target.shape} is not twice the image {image.shape}")
+        if self.remove_outliers:
+            image = remove_outliers(image)
+        if self.task == "segment":
+            target = _check_mask(target, name, self.num_classes)
+            if self.augment:
+                image, target = T.random_rescale(image, target, rng)
+        image, params = normalize(image, self.normalization)
+        if target is not None and self.task in ("denoise", "bg-removal", "super-res"):
+            target = ((target - params[0]) / params[1]).astype(np.float32)
+        size = self.image_size
+        if size is not None:
+            in_size = size // 2 if self.task == "super-res" else size
+            if min(image.shape) < in_size:
+                raise EmzooError(
+                    f"{name}: image {image.shape[0]}x{image.shape[1]} is smaller than the crop size {in_size}; "
+                    "lower --image-size"
+                )
+            top, left = T.random_crop_box(image.shape, in_size, rng if self.augment else None)
+            image = image[top : top + in_size, left : left + in_size]
+            if target is not None:
+                f = 2 if self.task == "super-res" else 1
+                target = target[f * top : f * (top + in_size), f * left : f * (left + in_size)]
+        if self.task == "pretext":
+            target = image
+        arrays = [image] if target is None else [image, target]
+        if self.augment:
+            arrays = T.flip_rotate(arrays, rng)
+        image = arrays[0]
+        target = arrays[1] if len(arrays) > 1 else None
+        if self.task == "pretext":
+            image = (self.corruption or T.Corruption())(target, rng)
+        elif self.task == "segment" and self.augment:
+            image = T.add_noise(image, rng)
+        sample = {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]}
+        if self.task == "super-res":
+            sample["image"] = torch.nn.functional.interpolate(
+                sample["image"][None], scale_factor=2, mode="bicubic", align_corners=False
+            )[0]
+        if target is not None:
+            t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
+            sample["target"] = t.long() if self.task == "segment" and self.num_classes > 2 else t[None]
+        return sample
+
+
+class EMDataset(Dataset):
+    """A map-style dataset of ``{"image": (1,H,W), "target": ...}`` over any :class:`Source`.
+
+    Bad samples raise a one-line error naming the file, or with ``skip_bad`` are replaced by the
+    next good one and listed in ``self.skipped``.
+    """
+
+    def __init__(self, source: Source, recipe: SampleRecipe, skip_bad: bool = False, layout: str = ""):
+        self.source, self.recipe, self.skip_bad = source, recipe, skip_bad
+        self.layout = layout or source.layout
+        self.epoch = 0
+        self.skipped: list[str] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        for attempt in range(len(self.source)):
+            i = (index + attempt) % len(self.source)
+            try:
+                image, target, name = self.source.load(i)
+                rng = T.sample_rng(self.recipe.seed, self.epoch, i)
+                return self.recipe(image, target, name, rng)
+            except EmzooError as e:
+                if not self.skip_bad:
+                    raise
+                if str(e) not in self.skipped:
+                    self.skipped.append(str(e))
+                    _log.warning("skipped: %s", e)
+        raise EmzooError(f"every sample of this dataset is bad; first problem: {self.skipped[0]}")
+
+
+class StreamingEMDataset(IterableDataset):
+    """The streaming twin of :class:`EMDataset` for ``datasets`` streams, sharded per worker."""
+
+    def __init__(self, stream: _HFStream, recipe: SampleRecipe):
+        self.stream, self.recipe, self.epoch = stream, recipe, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        for i, (image, target, name) in enumerate(self.stream):
+            if info is not None and i % info.num_workers != info.id:
+                continue
+            yield self.recipe(image, target, name, T.sample_rng(self.recipe.seed, self.epoch, i))
+
+
+def load_dataset(
+    path: str | Path,
+    task: str = "pretext",
+    split: str = "train",
+    *,
+    image_size: int | None = 256,
+    augment: bool | None = None,
+    normalization: str = "standardize",
+    corruption: T.Corruption | None = None,
+    num_classes: int = 1,
+    remove_outliers: bool | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    skip_bad: bool = False,
+    streaming: bool = False,
+) -> Dataset:
+    """Detect the layout at ``path`` and return one split as a torch dataset for ``task``.
+
+    Augmentation (random crop, flips, 90-degree rotations; resize and noise for segmentation)
+    is on for the train split by default; val/test are centre-cropped (or whole when
+    ``image_size`` is None).
+    """
+    spec = open_source(
+        path,
+        task,
+        split,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        skip_bad=skip_bad,
+        streaming=streaming,
+    )
+    recipe = SampleRecipe(
+        task=task,
+        image_size=image_size,
+        augment=(split == "train") if augment is None else augment,
+        normalization=normalization,
+        corruption=corruption,
+        num_classes=num_classes,
+        remove_outliers=(spec.layout == "au-hdf5") if remove_outliers is None else remove_outliers,
+        seed=seed,
+    )
+    if isinstance(spec.source, _HFStream):
+        return StreamingEMDataset(spec.source, recipe)
+    dataset = EMDataset(spec.source, recipe, skip_bad=skip_bad, layout=spec.layout)
+    dataset.skipped.extend(spec.skipped)
+    return dataset
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """A short hash of what a dataset holds (names and sizes), for run records."""
+    source = getattr(dataset, "source", None)
+    h = hashlib.sha256()
+    if isinstance(source, Source):
+        for i in range(len(source)):
+            h.update(source.name(i).encode())
+    h.update(json.dumps({"n": len(dataset) if hasattr(dataset, "__len__") else -1}).encode())
+    return h.hexdigest()[:16]
+
+

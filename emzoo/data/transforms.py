@@ -1,0 +1,73 @@
+"""Paired augmentation (the same crop/flip/rotation for image and target) and the pretext
+corruptions. Randomness comes from a generator seeded by (seed, epoch, index), so a sample is
+the same whichever worker or process draws it, and a resumed run sees the same data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from emzoo.zoo import DEFAULT_CORRUPTION
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """Input corruptions of the pretext task (Kazimi et al.: noise and blur; flips and
+    rotations are applied to input and target alike). Strengths are emzoo's defaults; the paper
+    does not state them. Noise std is in units of the (standardised) image's std."""
+
+    noise_std: tuple[float, float] = DEFAULT_CORRUPTION["noise_std"]
+    blur_sigma: tuple[float, float] = DEFAULT_CORRUPTION["blur_sigma"]
+    p_noise: float = DEFAULT_CORRUPTION["p_noise"]
+    p_blur: float = DEFAULT_CORRUPTION["p_blur"]
+
+    def __call__(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Blur and/or noise; when neither is drawn, noise, so no input is left clean."""
+        out = clean
+        blur = rng.random() < self.p_blur
+        noise = rng.random() < self.p_noise or not blur
+        if blur:
+            out = ndimage.gaussian_filter(out, sigma=rng.uniform(*self.blur_sigma))
+        if noise:
+            out = out + rng.normal(0.0, rng.uniform(*self.noise_std), size=out.shape)
+        return out.astype(np.float32, copy=False)
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, index])
+
+
+def random_crop_box(shape: tuple[int, int], size: int, rng: np.random.Generator | None) -> tuple[int, int]:
+    """Top-left corner of a ``size`` crop: random with ``rng``, centred without."""
+    h, w = shape
+    if rng is None:
+        return (h - size) // 2, (w - size) // 2
+    return int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+
+
+def flip_rotate(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """One random element of the dihedral group, applied to every array alike."""
+    k = int(rng.integers(0, 4))
+    flip = bool(rng.integers(0, 2))
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k, axes=(-2, -1))
+        out.append(np.ascontiguousarray(a[..., ::-1] if flip else a))
+    return out
+
+
+def random_rescale(
+    image: np.ndarray, target: np.ndarray | None, rng: np.random.Generator, scale_range=(0.8, 1.25)
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resize augmentation for segmentation: bilinear for the image, nearest for the mask."""
+    scale = float(rng.uniform(*scale_range))
+    image = ndimage.zoom(image, scale, order=1)
+    if target is not None:
+        target = ndimage.zoom(target, scale, order=0)
+    return image, target
+
+
+def add_noise(image: np.ndarray, rng: np.random.Generator, std_range=(0.0, 0.2)) -> np.ndarray:
+    return (image + rng.normal(0.0, rng.uniform(*std_range), size=image.shape)).astype(np.float32)

@@ -1,0 +1,243 @@
+"""Read and write the images microscopists have: PNG/JPEG, TIFF (8/16/32-bit, float, stacks),
+MRC, DM3/DM4, Velox EMD, FEI SER and NumPy, through the field's own libraries (tifffile,
+mrcfile, rosettasciio). Everything comes back as float32 with the pixel size in nm."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emzoo.errors import EmzooError
+
+FORMATS = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".mrc": "mrc",
+    ".mrcs": "mrc",
+    ".map": "mrc",
+    ".dm3": "dm3",
+    ".dm4": "dm4",
+    ".emd": "emd",
+    ".ser": "ser",
+    ".npy": "npy",
+}
+IMAGE_SUFFIXES = tuple(FORMATS)
+UNIT_TO_NM = {
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometers": 1.0,
+    "µm": 1e3,
+    "um": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "\\u00B5m": 1e3,
+    "å": 0.1,
+    "a": 0.1,
+    "angstrom": 0.1,
+    "pm": 1e-3,
+    "mm": 1e6,
+    "cm": 1e7,
+    "m": 1e9,
+}
+
+
+def format_of(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise EmzooError(
+            f"{path}: unsupported format '{suffix or '(none)'}'; expected one of {', '.join(sorted(FORMATS))}"
+        )
+    return FORMATS[suffix]
+
+
+def _to_nm(value: float | None, unit: str | None) -> float | None:
+    if value is None or unit is None or not np.isfinite(value) or value <= 0:
+        return None
+    factor = UNIT_TO_NM.get(str(unit).strip().lower())
+    return float(value) * factor if factor else None
+
+
+def _read_pil(path: Path) -> tuple[np.ndarray, dict]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
+            array = np.asarray(im.convert("RGB")).astype(np.float32)
+            # grayscale micrographs saved as RGB: take the luminance
+            array = array @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            dtype = "uint8"
+        else:
+            array = np.asarray(im)
+            dtype = str(array.dtype)
+    return array, {"source_dtype": dtype, "pixel_size_nm": None}
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, dict]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        array = tif.asarray()
+        pixel = None
+        page = tif.pages.first
+        ij = tif.imagej_metadata or {}
+        res = page.tags.get("XResolution")
+        if res is not None:
+            num, den = res.value
+            if num:
+                per_unit = num / den
+                unit = ij.get("unit")
+                if unit is None:
+                    res_unit = page.tags.get("ResolutionUnit")
+                    unit = {2: "inch", 3: "cm"}.get(int(res_unit.value) if res_unit else 2)
+                    if unit == "inch":
+                        unit = None  # the default 72 dpi says nothing about the specimen
+                pixel = _to_nm(1.0 / per_unit, unit) if per_unit > 0 and unit else None
+    return array, {"source_dtype": str(array.dtype), "pixel_size_nm": pixel}
+
+
+def _read_mrc(path: Path) -> tuple[np.ndarray, dict]:
+    import mrcfile
+
+    with mrcfile.open(path, permissive=False) as mrc:
+        array = np.array(mrc.data)
+        voxel = float(mrc.voxel_size.x)
+    return array, {"source_dtype": str(array.dtype), "pixel_size_nm": voxel / 10.0 if voxel > 0 else None}
+
+
+def _read_rsciio(path: Path, fmt: str) -> tuple[np.ndarray, dict]:
+    if fmt in ("dm3", "dm4"):
+        from rsciio.digitalmicrograph import file_reader
+    elif fmt == "emd":
+        from rsciio.emd import file_reader
+    else:
+        from rsciio.tia import file_reader
+    signals = file_reader(str(path))
+    images = [s for s in signals if np.asarray(s["data"]).ndim >= 2]
+    if not images:
+        raise EmzooError(f"{path}: holds no image (only {len(signals)} spectra or 1-D signals)")
+    signal = images[0]
+    array = np.asarray(signal["data"])
+    signal_axes = [a for a in signal.get("axes", []) if not a.get("navigate", False)]
+    pixel = _to_nm(signal_axes[-1].get("scale"), signal_axes[-1].get("units")) if signal_axes else None
+    return array, {"source_dtype": str(array.dtype), "pixel_size_nm": pixel}
+
+
+def _read_npy(path: Path) -> tuple[np.ndarray, dict]:
+    array = np.load(path, allow_pickle=False)
+    return array, {"source_dtype": str(array.dtype), "pixel_size_nm": None}
+
+
+def read(path: str | Path, *, allow_stack: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read an image as float32: 2-D ``(H, W)``, or ``(N, H, W)`` for stacks when
+    ``allow_stack``. ``meta`` has ``pixel_size_nm`` (None when the file does not say),
+    ``source_dtype``, ``shape`` and ``format``."""
+    path = Path(path)
+    fmt = format_of(path)
+    if not path.is_file():
+        raise EmzooError(f"{path}: no such file")
+    try:
+        if fmt in ("png", "jpeg"):
+            array, meta = _read_pil(path)
+        elif fmt == "tiff":
+            array, meta = _read_tiff(path)
+        elif fmt == "mrc":
+            array, meta = _read_mrc(path)
+        elif fmt == "npy":
+            array, meta = _read_npy(path)
+        else:
+            array, meta = _read_rsciio(path, fmt)
+    except EmzooError:
+        raise
+    except Exception as e:  # every library has its own exceptions for corrupt files
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EmzooError(f"{path}: cannot read as {fmt.upper()} (corrupt or truncated?): {detail}") from None
+    if np.iscomplexobj(array) or array.dtype.fields is not None:
+        raise EmzooError(f"{path}: complex or RGB-structured data ({array.dtype}); expected a real-valued image")
+    array = np.squeeze(array)
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and fmt == "tiff":
+        array = array[..., :3] @ np.array([0.299, 0.587, 0.114])
+    if array.ndim == 3 and not allow_stack:
+        raise EmzooError(f"{path}: a 3-D stack of {array.shape[0]} images; expected a single 2-D image")
+    if array.ndim not in (2, 3) or min(array.shape[-2:]) < 2:
+        raise EmzooError(f"{path}: array of shape {array.shape}; expected a 2-D image")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    meta.update(shape=tuple(array.shape), format=fmt, path=str(path))
+    return array, meta
+
+
+def check_image(array: np.ndarray, name: str | Path) -> None:
+    """Reject what no model can use: NaN/Inf and constant images."""
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise EmzooError(f"{name}: {bad} NaN/Inf pixels; expected finite values")
+    if float(array.max()) == float(array.min()):
+        raise EmzooError(f"{name}: constant image (every pixel {float(array.min())}); nothing to learn or predict")
+
+
+# ------------------------------------------------------------------------------------- write
+def _atomic_write(path: Path, write_fn) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def to_uint8(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """An 8-bit preview by robust percentile scaling."""
+    lo, hi = np.percentile(array, [low, high])
+    scaled = (array - lo) / max(hi - lo, 1e-12)
+    return (np.clip(scaled, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def write(path: str | Path, array: np.ndarray, meta: dict | None = None, *, dtype: str | None = None) -> Path:
+    """Write atomically. TIFF keeps the data type (float32 by default, or ``dtype``) and writes
+    the pixel size (ImageJ resolution in nm); PNG writes an 8-bit preview (or 8/16-bit data
+    unchanged when ``dtype`` says so)."""
+    path = Path(path)
+    meta = meta or {}
+    fmt = format_of(path)
+    array = np.asarray(array)
+    if fmt == "tiff":
+        import tifffile
+
+        data = array.astype(dtype or (array.dtype if array.dtype in (np.uint8, np.uint16) else np.float32))
+        pixel = meta.get("pixel_size_nm")
+        kwargs: dict[str, Any] = {"imagej": data.dtype != np.float64, "metadata": {"unit": "nm"} if pixel else {}}
+        if pixel:
+            kwargs["resolution"] = (1.0 / pixel, 1.0 / pixel)
+        return _atomic_write(path, lambda tmp: tifffile.imwrite(tmp, data, **kwargs))
+    if fmt == "png":
+        from PIL import Image
+
+        if dtype in ("uint8", "uint16"):
+            data = array.astype(dtype)
+        else:
+            data = to_uint8(array)
+        return _atomic_write(path, lambda tmp: Image.fromarray(data).save(tmp, format="PNG"))
+    if fmt == "npy":
+        return _atomic_write(path, lambda tmp: np.save(tmp, array.astype(np.float32)))
+    if fmt == "mrc":
+        import mrcfile
+
+        def _mrc(tmp: str) -> None:
+            with mrcfile.new(tmp, overwrite=True) as mrc:
+                mrc.set_data(array.astype(np.float32))
+                if meta.get("pixel_size_nm"):
+                    mrc.voxel_size = meta["pixel_size_nm"] * 10.0
+
+        return _atomic_write(path, _mrc)
+    raise EmzooError(f"{path}: emzoo writes TIFF, PNG, MRC and NPY; got '{path.suffix}'")
