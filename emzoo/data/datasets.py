@@ -343,7 +343,8 @@ def open_source(
     else:
         source = FileSource(_list_images(base), None, layout, root)
     if hashed:
-        keep = [i for i in range(len(source)) if _hash_split(source.name(i), seed, val_fraction, test_fraction) == split]
+        fractions = (seed, val_fraction, test_fraction)
+        keep = [i for i in range(len(source)) if _hash_split(source.name(i), *fractions) == split]
         source = Subset(source, keep)
     if len(source) == 0:
         raise EmzooError(f"{root}: the '{split}' split is empty ({layout} layout); add data or change the split")
@@ -588,5 +589,3 @@ def fingerprint(dataset: Dataset) -> str:
             h.update(source.name(i).encode())
     h.update(json.dumps({"n": len(dataset) if hasattr(dataset, "__len__") else -1}).encode())
     return h.hexdigest()[:16]
-
-

@@ -94,7 +94,8 @@ def simulate_hrtem_au(
     gold.positions[:, 2] += z_top - gold.positions[:, 2].min()
     depth = float(gold.positions[:, 2].max()) + 4.0
     n_carbon = int(0.1 * fov * fov * thickness)  # amorphous carbon, ~2 g/cm^3
-    carbon = ase.Atoms(numbers=np.full(n_carbon, 6), positions=rng.uniform([0, 0, 0], [fov, fov, thickness], (n_carbon, 3)))
+    carbon_xyz = rng.uniform([0, 0, 0], [fov, fov, thickness], (n_carbon, 3))
+    carbon = ase.Atoms(numbers=np.full(n_carbon, 6), positions=carbon_xyz)
     atoms = carbon + gold
     atoms.cell = [fov, fov, depth]
     atoms.pbc = True
@@ -102,7 +103,8 @@ def simulate_hrtem_au(
     energy = 300e3
     potential = abtem.Potential(atoms, gpts=gpts, slice_thickness=4, projection="infinite")
     defocus = float(rng.uniform(-200.0, 200.0))
-    ctf = abtem.CTF(energy=energy, defocus=defocus, Cs=float(rng.uniform(-20e4, 20e4)) * 0.05, semiangle_cutoff=float(rng.uniform(10.0, 20.0)))
+    cs = float(rng.uniform(-1e4, 1e4))  # Angstrom: an aberration-corrected instrument
+    ctf = abtem.CTF(energy=energy, defocus=defocus, Cs=cs, semiangle_cutoff=float(rng.uniform(10.0, 20.0)))
     exit_wave = abtem.PlaneWave(energy=energy).multislice(potential)
     intensity = exit_wave.apply_ctf(ctf).intensity().compute(progress_bar=False).array
     gold.cell = atoms.cell
