@@ -53,7 +53,7 @@ def _add_core(sub: argparse._SubParsersAction) -> None:
 
 
 # Modules that add their own sub-commands: each has ``add_commands(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("emzoo.data.simulate",)
+COMMAND_MODULES: tuple[str, ...] = ("emzoo.data.simulate", "emzoo.train.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,8 @@
+"""`accelerate launch scripts/finetune.py ...` (or `torchrun`): the same as `emzoo finetune ...`."""
+
+import sys
+
+from emzoo.train.cli import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main("finetune"))

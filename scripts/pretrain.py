@@ -1,0 +1,8 @@
+"""`accelerate launch scripts/pretrain.py ...` (or `torchrun`): the same as `emzoo pretrain ...`."""
+
+import sys
+
+from emzoo.train.cli import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main("pretrain"))
