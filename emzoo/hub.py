@@ -108,7 +108,7 @@ def save_pretrained(
         x = _test_input(model.in_chans)
         device = next(model.parameters()).device
         with torch.inference_mode():
-            y = model(x.to(device)).float().cpu()
+            y = model(x.to(device)).float().cpu().contiguous()
         save_file({"input": x, "output": y}, tmp / TEST_PAIR_NAME)
         model.train(was_training)
         if card:

@@ -73,7 +73,9 @@ def main() -> None:
     rows = []
     for arch in ("emzoo_unet_2_44", "emzoo_hrnet_w18"):
         consumed = step_rate(arch, args.batch_size, steps=3)
-        rows.append({"arch": arch, "step_images_per_s": round(consumed, 1), "loader_over_step": round(loader / consumed, 2)})
+        rows.append(
+            {"arch": arch, "step_images_per_s": round(consumed, 1), "loader_over_step": round(loader / consumed, 2)}
+        )
     result = {"loader_images_per_s": round(loader, 1), "workers": args.workers, "models": rows}
     print(f"loader ({args.workers} workers, 16-bit TIFF, 256^2 crops + corruption): {loader:.1f} images/s")
     print(f"{'arch':<18} {'step images/s':>14} {'loader / step':>14}")

@@ -206,8 +206,10 @@ def _loader(dataset: Dataset, cfg: TrainConfig, train: bool) -> DataLoader:
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import ProjectConfiguration, set_seed
 
+        AcceleratorState._reset_state()  # several runs in one process (reproduce), each with its own settings
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         if cfg.compile not in ("auto", "on", "off"):
@@ -224,11 +226,11 @@ class Trainer:
             _check_output_dir(self.out, cfg)
         acc.wait_for_everyone()
         set_seed(cfg.seed)
+        self.generator = build_generator(cfg)  # a bad model name fails before any data work
+        self.new_keys = getattr(self.generator, "emzoo_new_keys", [])
         with acc.main_process_first():
             self.data_path = resolve_data(cfg)
         self._build_data()
-        self.generator = build_generator(cfg)
-        self.new_keys = getattr(self.generator, "emzoo_new_keys", [])
         self.discriminator = None
         if cfg.mode == "pretrain":
             import emzoo
@@ -280,7 +282,11 @@ class Trainer:
         self.forward_d = torch.compile(self.d) if use_compile and self.d is not None else self.d
         acc.register_for_checkpointing(self.state)
         if cfg.resume_from_checkpoint:
-            path = latest_checkpoint(self.out) if cfg.resume_from_checkpoint == "latest" else Path(cfg.resume_from_checkpoint)
+            path = (
+                latest_checkpoint(self.out)
+                if cfg.resume_from_checkpoint == "latest"
+                else Path(cfg.resume_from_checkpoint)
+            )
             if path is None or not path.is_dir():
                 raise EmzooError(f"--resume-from-checkpoint {cfg.resume_from_checkpoint}: no checkpoint in {self.out}")
             acc.load_state(str(path))
@@ -432,8 +438,10 @@ class Trainer:
         cfg, acc, state = self.cfg, self.accelerator, self.state
         self._write_run_file()
         if cfg.report_to:
-            acc.init_trackers("emzoo", config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str))})
-        fail_at = int(os.environ.get("EMZOO_TEST_KILL_AT_STEP", "0"))  # tests: die like a killed process
+            acc.init_trackers(
+                "emzoo", config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str))}
+            )
+        hold_at = int(os.environ.get("EMZOO_TEST_HOLD_AT_STEP", "0"))  # tests: stop here to be killed
         bar = tqdm(
             total=self.total_steps,
             initial=state.step,
@@ -447,10 +455,14 @@ class Trainer:
         self.g.train()
         try:
             while state.step < self.total_steps:
+                # Accelerate's loaders call dataset.set_epoch(their own iteration count) when
+                # iterated, which restarts at 0 in a resumed process: give them the true epoch.
                 self.shuffled.set_epoch(state.epoch)
+                self.train_loader.set_epoch(state.epoch)
                 loader = self.train_loader
                 if state.batches_in_epoch:
                     loader = acc.skip_first_batches(loader, state.batches_in_epoch)
+                    loader.set_epoch(state.epoch)
                 for batch in loader:
                     x, y = self._to_device(batch)
                     with acc.accumulate(*(m for m in (self.g, self.d) if m is not None)):
@@ -463,8 +475,9 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
                     if state.step % 10 == 0 or state.step == 1:
                         self._log_row({"step": state.step, "epoch": state.epoch, "split": "train", **losses})
-                    if fail_at and state.step == fail_at:
-                        os._exit(137)
+                    if hold_at and state.step == hold_at and acc.is_main_process:
+                        (self.out / ".held").write_text(str(os.getpid()))
+                        time.sleep(3600)
                     if every and state.step % every == 0:
                         self.save_checkpoint()
                     if state.step >= self.total_steps:
@@ -473,8 +486,8 @@ class Trainer:
                     state.epoch += 1
                     state.batches_in_epoch = 0
                 self._validate(metric_name)
-                if not every:
-                    self.save_checkpoint()
+                if not every or state.step >= self.total_steps:
+                    self.save_checkpoint()  # every epoch, and always the final state
         except torch.OutOfMemoryError:
             raise EmzooError(
                 f"out of memory at --batch-size {cfg.batch_size}, --image-size {cfg.image_size}; lower them "
@@ -506,7 +519,11 @@ class Trainer:
         test_metrics: dict[str, float] = {}
         try:
             test_set = load_dataset(
-                self.data_path, cfg.task, "test", image_size=cfg.image_size, seed=cfg.seed,
+                self.data_path,
+                cfg.task,
+                "test",
+                image_size=cfg.image_size,
+                seed=cfg.seed,
                 num_classes=max(cfg.num_classes, 2),
             )
         except EmzooError as e:
@@ -526,7 +543,9 @@ class Trainer:
             best_model.emzoo_cfg.pop("source", None)
             emzoo.save_pretrained(best_model, self.out / MODEL_DIR, metrics=card_metrics)
             plot_history(self.state.history, self.out / "loss_curve.png", title=f"{cfg.mode} {cfg.task}")
+        weights_hash = state_hash(acc.unwrap_model(self.g, keep_torch_compile=False))
         result = {
+            "rank_weight_hashes": gather_object([weights_hash]),  # equal on every rank when in sync
             "steps": self.state.step,
             "epochs": self.state.epoch,
             "best_val": {metric_name: self.state.best, "step": self.state.best_step},
@@ -538,6 +557,23 @@ class Trainer:
             (self.out / "result.json").write_text(json.dumps(result, indent=2))
         acc.wait_for_everyone()
         return result
+
+
+def state_hash(model: nn.Module) -> str:
+    """SHA-256 of a model's weights and buffers, to compare processes or runs."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def gather_object(items: list) -> list:
+    from accelerate.utils import gather_object as _gather
+
+    return _gather(items)
 
 
 def plot_history(history: list[dict], path: Path, title: str = "") -> None:
@@ -574,8 +610,13 @@ def run(cfg: TrainConfig) -> dict:
 
 
 def evaluate_model(
-    model_name: str, data: str, task: str | None = None, split: str = "test", image_size: int | None = None,
-    batch_size: int = 4, seed: int = 0,
+    model_name: str,
+    data: str,
+    task: str | None = None,
+    split: str = "test",
+    image_size: int | None = None,
+    batch_size: int = 4,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Metrics of a trained model on one split of a dataset (``emzoo evaluate``)."""
     import emzoo
@@ -593,4 +634,3 @@ def evaluate_model(
         for batch in loader:
             rows.append(per_sample_stats(task, model(batch["image"]), batch["target"]))
     return {"task": task, "split": split, "n": len(ds), **summarize(task, torch.cat(rows))}
-

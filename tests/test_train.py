@@ -1,0 +1,248 @@
+"""Training as users run it: real Accelerate runs on tiny simulated data, exact resume after a
+real SIGKILL, a real 2-process torchrun (gloo), and the errors that stop bad runs early."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import emzoo
+from emzoo import EmzooError
+from emzoo.data.simulate import simulate_dataset
+from emzoo.train import TrainConfig, Trainer, run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tem_data(tmp_path_factory) -> Path:
+    """A tiny TEMImageNet-layout dataset (ADF-STEM simulation; 40 ms an image)."""
+    return simulate_dataset("denoise", tmp_path_factory.mktemp("data") / "tem", n=14, size=48, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def seg_data(tmp_path_factory) -> Path:
+    """A tiny Au-HDF5-layout segmentation dataset (synthetic discs on noise: fast)."""
+    import h5py
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("data") / "au"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("val", 4), ("test", 4)):
+        yy, xx = np.mgrid[:48, :48]
+        labels = np.zeros((n, 1, 48, 48), np.uint8)
+        for i in range(n):
+            cy, cx, r = rng.integers(12, 36, 2).tolist() + [int(rng.integers(5, 10))]
+            labels[i, 0] = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+        images = (rng.normal(size=labels.shape) + 2.0 * labels).astype(np.float32)
+        (root / split).mkdir(parents=True)
+        with h5py.File(root / split / f"Au_{split}_Images.h5", "w") as f:
+            f["images"] = images
+        with h5py.File(root / split / f"Au_{split}_Labels.h5", "w") as f:
+            f["labels"] = labels
+    return root
+
+
+def cfg(tmp_path: Path, data: Path, **kw) -> TrainConfig:
+    base = dict(
+        mode="pretrain",
+        arch="emzoo_unet_2_44",
+        data=str(data),
+        output_dir=str(tmp_path / "run"),
+        batch_size=2,
+        image_size=32,
+        max_steps=4,
+        progress=False,
+        compile="off",
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_gan_step_updates_both_networks(tmp_path, tem_data):
+    trainer = Trainer(cfg(tmp_path, tem_data))
+    g0 = {k: v.clone() for k, v in trainer.g.state_dict().items()}
+    d0 = {k: v.clone() for k, v in trainer.d.state_dict().items()}
+    batch = next(iter(trainer.train_loader))
+    losses = trainer._gan_step(*trainer._to_device(batch))
+    assert set(losses) == {"loss_d", "loss_g_gan", "loss_l1"}
+    changed = lambda before, after: [k for k in before if not torch.equal(before[k], after[k])]  # noqa: E731
+    g_changed = changed(g0, trainer.g.state_dict())
+    d_changed = changed(d0, trainer.d.state_dict())
+    assert any(k.endswith("weight") and "conv" in k for k in g_changed), "generator not updated"
+    assert any(k.startswith("model.0.weight") for k in d_changed), "discriminator not updated"
+    assert all(p.requires_grad for p in trainer.d.parameters())  # D unfrozen again after the G step
+
+
+def test_pretrain_then_finetune_then_evaluate(tmp_path, tem_data):
+    result = run(cfg(tmp_path, tem_data, max_steps=6, checkpointing_steps=3))
+    out = tmp_path / "run"
+    assert result["steps"] == 6 and set(result["test"]) == {"l1", "psnr", "ssim"}
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000003", "step_00000006"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["data"]["layout"] == "temimagenet" and record["versions"]["torch"] == torch.__version__
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"train", "val"}
+    assert (out / "loss_curve.png").stat().st_size > 1000
+    pretrained = emzoo.load(out / "model")
+    assert pretrained.emzoo_cfg["task"] == "pretext"
+    card = (out / "model" / "README.md").read_text()
+    assert f"| {result['test']['l1']:.4f} |" in card  # the card states the measured test L1
+
+    ft = run(cfg(tmp_path / "ft", tem_data, mode="finetune", model=str(out / "model"), task="denoise"))
+    model = emzoo.load(tmp_path / "ft" / "run" / "model")
+    assert model.emzoo_cfg["task"] == "denoise" and model.emzoo_cfg["base_model"] == str(out / "model")
+    assert model.emzoo_cfg["metrics"][0]["split"] == "test"
+    from emzoo.train import evaluate_model
+
+    metrics = evaluate_model(str(tmp_path / "ft" / "run" / "model"), str(tem_data), split="test", image_size=32)
+    assert metrics["task"] == "denoise" and metrics["l1"] == pytest.approx(ft["test"]["l1"], rel=1e-4)
+
+
+def test_segmentation_head_swap_and_metrics(tmp_path, seg_data):
+    folder = emzoo.save_pretrained(emzoo.create_model("emzoo_unet_2_44"), tmp_path / "pre")
+    result = run(cfg(tmp_path, seg_data, mode="finetune", model=str(folder), task="segment", num_classes=3))
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["new_keys"] == ["head.weight", "head.bias"]
+    assert set(result["test"]) == {"dice", "iou"} and 0 <= result["test"]["dice"] <= 1
+    binary = run(cfg(tmp_path / "b", seg_data, mode="finetune", model="random:emzoo_unet_2_44", task="segment"))
+    assert set(binary["test"]) == {"dice", "iou"}
+
+
+def _cli(*args: str, env: dict | None = None, wait: bool = True):
+    cmd = [sys.executable, "-m", "emzoo", *args]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=full_env)
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path, tem_data):
+    common = [
+        "pretrain",
+        "--arch",
+        "emzoo_unet_2_44",
+        "--data",
+        str(tem_data),
+        "--batch-size",
+        "2",
+        "--image-size",
+        "32",
+        "--max-steps",
+        "7",
+        "--checkpointing-steps",
+        "2",
+        "--compile",
+        "off",
+        "--quiet",
+    ]
+    full = _cli(*common, "--output-dir", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    proc = _cli(*common, "--output-dir", str(tmp_path / "cut"), env={"EMZOO_TEST_HOLD_AT_STEP": "5"}, wait=False)
+    held = tmp_path / "cut" / ".held"
+    deadline = time.time() + 240
+    while not held.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # a real kill, mid-epoch, between checkpoints
+    proc.wait()
+    again = _cli(*common, "--output-dir", str(tmp_path / "cut"))
+    assert again.returncode == 2 and "--resume-from-checkpoint latest" in again.stderr
+    resumed = _cli(*common, "--output-dir", str(tmp_path / "cut"), "--resume-from-checkpoint", "latest")
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("model.safetensors", "model_1.safetensors"):  # generator and discriminator
+        a = load_file(tmp_path / "full" / "checkpoints" / "step_00000007" / name)
+        b = load_file(tmp_path / "cut" / "checkpoints" / "step_00000007" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert (
+        json.loads((tmp_path / "cut" / "result.json").read_text())["rank_weight_hashes"]
+        == json.loads((tmp_path / "full" / "result.json").read_text())["rank_weight_hashes"]
+    )
+
+
+@pytest.mark.parametrize("script", ["pretrain", "finetune"])
+def test_torchrun_two_cpu_processes(tmp_path, tem_data, script):
+    extra = (
+        ["--arch", "emzoo_unet_2_44"]
+        if script == "pretrain"
+        else ["--model", "random:emzoo_unet_2_44", "--task", "denoise"]
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(29500 + (script == "finetune")),
+            str(ROOT / "scripts" / f"{script}.py"),
+            *extra,
+            "--data",
+            str(tem_data),
+            "--output-dir",
+            str(tmp_path / "ddp"),
+            "--batch-size",
+            "2",
+            "--image-size",
+            "32",
+            "--max-steps",
+            "3",
+            "--cpu",
+            "--compile",
+            "off",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    hashes = result["rank_weight_hashes"]
+    assert len(hashes) == 2 and hashes[0] == hashes[1]  # both ranks ran and stayed in sync
+    assert json.loads((tmp_path / "ddp" / "run.json").read_text())["processes"] == 2
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir() if p.is_dir()) == ["checkpoints", "model"]
+    emzoo.load(tmp_path / "ddp" / "model")
+
+
+def test_bad_runs_stop_early_with_one_line(tmp_path, tem_data, seg_data):
+    with pytest.raises(EmzooError, match="unknown architecture 'emzoo_unet_9_9'"):
+        Trainer(cfg(tmp_path / "a", tem_data, arch="emzoo_unet_9_9"))
+    with pytest.raises(EmzooError, match="a temimagenet dataset cannot train 'segment'"):
+        Trainer(cfg(tmp_path / "b", tem_data, mode="finetune", model="random:emzoo_unet_2_44", task="segment"))
+    with pytest.raises(EmzooError, match="smaller than the crop size 64"):
+        Trainer(cfg(tmp_path / "c", tem_data, image_size=64))
+    with pytest.raises(EmzooError, match="--batch-size 64: larger than the training split"):
+        Trainer(cfg(tmp_path / "d", tem_data, batch_size=64))
+    (tmp_path / "e" / "run").mkdir(parents=True)
+    (tmp_path / "e" / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(EmzooError, match="not empty and not an emzoo run"):
+        Trainer(cfg(tmp_path / "e", tem_data))
+    run(cfg(tmp_path / "f", tem_data, max_steps=1))
+    with pytest.raises(EmzooError, match="holds another run"):
+        Trainer(cfg(tmp_path / "f", seg_data, mode="finetune", model="random:emzoo_unet_2_44", task="segment"))
+    proc = _cli(
+        "finetune",
+        "--model",
+        "nope-model",
+        "--task",
+        "segment",
+        "--data",
+        str(seg_data),
+        "--output-dir",
+        str(tmp_path / "g"),
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "emzoo: error: unknown model 'nope-model' (see `emzoo list`; folders and hf-hub:ORG/NAME work too)"
+    ]
