@@ -248,7 +248,7 @@ class Trainer:
         common = dict(image_size=cfg.image_size, seed=cfg.seed, num_classes=max(cfg.num_classes, 2))
         self.train_set = load_dataset(self.data_path, cfg.task, "train", **common)
         self.val_set = load_dataset(self.data_path, cfg.task, "val", **common)
-        for name, ds in (("train", self.train_set), ("val", self.val_set)):
+        for ds in (self.train_set, self.val_set):
             ds[0]  # fail now, with the file's name, not inside a worker later
         world = self.accelerator.num_processes
         if len(self.train_set) < cfg.batch_size * world:
@@ -380,11 +380,12 @@ class Trainer:
         model = self.accelerator.unwrap_model(self.g, keep_torch_compile=False)
         cfg = self.cfg
         base = None if cfg.mode == "pretrain" or (cfg.model or "").startswith("random:") else cfg.model
+        what = f"Pix2Pix cGAN pretraining (LSGAN + {cfg.l1_lambda:g} x L1)" if cfg.mode == "pretrain" else cfg.task
         summary = (
-            f"{'Pix2Pix cGAN pretraining (LSGAN + %g x L1)' % cfg.l1_lambda if cfg.mode == 'pretrain' else cfg.task + ' fine-tuning'}"
-            f" with emzoo on `{self.data_path}` ({self.train_set.layout} layout, {len(self.train_set)} training images),"
-            f" {self.state.step} steps of batch {cfg.batch_size} at {cfg.image_size}^2, Adam lr {cfg.lr} betas {tuple(cfg.betas)},"
-            f" seed {cfg.seed}. Resolved config and versions: run.json of the run."
+            f"{what} with emzoo on `{self.data_path}` ({self.train_set.layout} layout, "
+            f"{len(self.train_set)} training images), {self.state.step} steps of batch {cfg.batch_size} at "
+            f"{cfg.image_size}^2, Adam lr {cfg.lr} betas {tuple(cfg.betas)}, seed {cfg.seed}. "
+            "Resolved config and versions: run.json of the run."
         )
         emzoo.save_pretrained(
             model,
