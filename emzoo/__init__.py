@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from emzoo.errors import EmzooError
 from emzoo.hub import create_model, download, info, load, save_pretrained
+from emzoo.predict import predict
 from emzoo.zoo import ZOO, list_models
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "info",
     "list_models",
     "load",
+    "predict",
     "save_pretrained",
 ]

@@ -53,7 +53,12 @@ def _add_core(sub: argparse._SubParsersAction) -> None:
 
 
 # Modules that add their own sub-commands: each has ``add_commands(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("emzoo.data.simulate", "emzoo.train.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "emzoo.data.simulate",
+    "emzoo.train.cli",
+    "emzoo.predict",
+    "emzoo.export",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     padded tensor and the original (H, W) so the caller can crop back."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
+    if ph or pw or torch.compiler.is_exporting():  # exporting: keep the pad symbolic, never specialise it
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     return x, (h, w)
 

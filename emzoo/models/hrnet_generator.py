@@ -95,15 +95,18 @@ class HRNetGenerator(HubMixin, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(x, self.size_divisor)
+        return self.forward_padded(x)[..., :h, :w]
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an input whose size 32 divides (shape-agnostic: traceable)."""
         branches = self.backbone(x)
-        size = branches[0].shape[-2:]
-        y = torch.cat(
-            [branches[0]] + [F.interpolate(b, size=size, mode="bilinear", align_corners=False) for b in branches[1:]],
-            dim=1,
-        )
-        y = self.up(self.fuse(y))
+        upsampled = [
+            F.interpolate(b, scale_factor=float(2**i), mode="bilinear", align_corners=False)
+            for i, b in enumerate(branches[1:], start=1)
+        ]
+        y = self.up(self.fuse(torch.cat([branches[0], *upsampled], dim=1)))
         y = self.refine(torch.cat([y, self.full_res(x)], dim=1))
-        y = self.head(y)[..., :h, :w]
+        y = self.head(y)
         return torch.sigmoid(y) if self.final_act == "sigmoid" else y
 
 

@@ -121,6 +121,10 @@ class ResidualUNet(HubMixin, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(x, self.size_divisor)
+        return self.forward_padded(x)[..., :h, :w]
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an input whose size the pooling divides (shape-agnostic: traceable)."""
         skips = []
         for block, p in zip(self.encoder, self.pools):
             x = block(x)
@@ -130,7 +134,7 @@ class ResidualUNet(HubMixin, nn.Module):
         for block, p, skip in zip(self.decoder, reversed(self.pools), reversed(skips)):
             x = F.interpolate(x, scale_factor=p, mode="nearest")
             x = block(torch.cat([x, skip], dim=1))
-        x = self.head(x)[..., :h, :w]
+        x = self.head(x)
         return torch.sigmoid(x) if self.final_act == "sigmoid" else x
 
 

@@ -1,0 +1,295 @@
+"""Tiled prediction on micrographs of any size.
+
+Tiles start on the network's pooling grid and overlap by twice a margin taken from the
+receptive field, so every output pixel that is kept saw all the input it depends on: for the
+U-Nets the tiled result equals the whole-image forward. Where tiles overlap beyond the margins
+they are blended with a raised-cosine window (seamless for HRNet, whose field is larger than any
+practical tile). Normalisation is the model's own, computed once over the whole image. Tile
+outputs are accumulated as they come, so memory grows with the image, not with the tile count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emzoo.errors import EmzooError
+from emzoo.normalize import denormalize, normalize
+
+HRNET_MARGIN = 64  # pixels; HRNet's field spans the whole tile, this keeps seams invisible
+RAMP = 32  # width of the blending ramp beyond the margins
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+def model_task(model: nn.Module) -> str:
+    return (getattr(model, "emzoo_cfg", None) or {}).get("task", "pretext")
+
+
+def default_margin(model: nn.Module) -> int:
+    """Context (pixels) a tile needs beyond what it keeps: half the receptive field."""
+    divisor = getattr(model, "size_divisor", 1)
+    rf = getattr(model, "receptive_field", None)
+    margin = math.ceil(rf / 2) if rf else HRNET_MARGIN
+    return _round_up(margin, divisor)
+
+
+def default_tile(model: nn.Module, margin: int) -> int:
+    divisor = getattr(model, "size_divisor", 1)
+    return max(512, _round_up(6 * margin, divisor))
+
+
+def _starts(length: int, tile: int, stride: int, divisor: int) -> list[int]:
+    """Tile origins on the pooling grid covering [0, length); the last one flush with the end
+    when it lands on the grid, otherwise reaching past it (the model pads like the whole image)."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    last = (length - tile) // divisor * divisor
+    if last > starts[-1]:
+        starts.append(last)
+    if starts[-1] + tile < length:
+        starts.append(starts[-1] + stride)
+    return starts
+
+
+def _window(size: int, lead: bool, trail: bool, margin: int, ramp: int) -> np.ndarray:
+    """1-D weights of a tile: zero on a margin next to an inner edge, then a raised-cosine ramp;
+    flat 1 towards the image border."""
+    w = np.ones(size, np.float32)
+    profile = np.concatenate([np.zeros(margin), 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, ramp + 2)[1:-1])])
+    profile = profile[: size // 2].astype(np.float32)
+    if lead:
+        w[: len(profile)] = profile
+    if trail:
+        w[size - len(profile) :] = profile[::-1]
+    return w
+
+
+def _tiles(h: int, w: int, tile: int, stride: int, divisor: int) -> Iterator[tuple[int, int]]:
+    for y in _starts(h, tile, stride, divisor):
+        for x in _starts(w, tile, stride, divisor):
+            yield y, x
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    *,
+    output: str = "auto",
+    normalization: str | None = None,
+    progress: bool = False,
+    channels_last: bool = True,
+) -> np.ndarray:
+    """Run ``model`` over a 2-D image of any size; numpy in, numpy out.
+
+    ``output``: ``auto`` gives the restored image in the input's units for restoration tasks,
+    particle probabilities for segmentation; ``logits`` gives raw network outputs; ``mask``
+    thresholded (binary) or arg-max (multi-class) labels. Super-resolution models return 2x.
+    ``tile``/``overlap`` default from the receptive field; ``tile=0`` runs the whole image at once.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise EmzooError(f"image of shape {image.shape}; expected a 2-D array (one micrograph)")
+    if not np.isfinite(image).all():
+        raise EmzooError("image has NaN/Inf pixels; expected finite values")
+    task = model_task(model)
+    method = normalization or (getattr(model, "emzoo_cfg", None) or {}).get("normalization", "standardize")
+    x, params = normalize(image.astype(np.float32), method)
+    if task == "super-res":
+        x = F.interpolate(torch.from_numpy(x)[None, None], scale_factor=2, mode="bicubic", align_corners=False)[0, 0]
+        x = x.numpy()
+    model.eval()
+    divisor = getattr(model, "size_divisor", 1)
+    margin = default_margin(model)
+    if overlap is not None:
+        margin = _round_up(max(overlap // 2 - RAMP // 2, 0), divisor)
+    tile = default_tile(model, margin) if tile is None else tile
+    h, w = x.shape
+    out_ch = model.num_classes
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    device = _device_of(model)
+    if tile == 0 or (h <= tile and w <= tile):
+        result = (
+            model(torch.from_numpy(x)[None, None].to(device).contiguous(memory_format=fmt)).float().cpu()[0].numpy()
+        )
+    else:
+        if tile % divisor:
+            raise EmzooError(f"--tile {tile}: must be a multiple of {divisor} (the model's pooling grid)")
+        if tile <= 2 * margin + RAMP:
+            raise EmzooError(
+                f"--tile {tile}: too small for this model's {2 * margin}-pixel context; use at least "
+                f"{_round_up(2 * margin + RAMP + divisor, divisor)}"
+            )
+        stride = tile - 2 * margin - RAMP
+        stride = max(divisor, stride // divisor * divisor)
+        acc = np.zeros((out_ch, h, w), np.float32)
+        weight = np.zeros((h, w), np.float32)
+        positions = list(_tiles(h, w, tile, stride, divisor))
+        from tqdm.auto import tqdm
+
+        for k in tqdm(range(0, len(positions), batch_size), disable=not progress, desc="tiles", unit="batch"):
+            group = positions[k : k + batch_size]
+            crops = [x[y : y + tile, xx : xx + tile] for y, xx in group]
+            shapes = {c.shape for c in crops}
+            outs = []
+            for shape in shapes:  # tiles at the border may be smaller; run each size as a batch
+                idx = [i for i, c in enumerate(crops) if c.shape == shape]
+                batch = torch.from_numpy(np.stack([crops[i] for i in idx]))[:, None]
+                pred = model(batch.to(device).contiguous(memory_format=fmt)).float().cpu().numpy()
+                outs += list(zip(idx, pred))
+            for i, pred in outs:
+                y, xx = group[i]
+                th, tw = pred.shape[-2:]
+                wy = _window(th, y > 0, y + th < h, margin, RAMP)
+                wx = _window(tw, xx > 0, xx + tw < w, margin, RAMP)
+                wt = wy[:, None] * wx[None, :]
+                acc[:, y : y + th, xx : xx + tw] += pred * wt
+                weight[y : y + th, xx : xx + tw] += wt
+        result = acc / np.maximum(weight, 1e-12)
+    return _finish(result, task, output, params)
+
+
+def _finish(result: np.ndarray, task: str, output: str, params: tuple[float, float]) -> np.ndarray:
+    if output not in ("auto", "logits", "mask", "probability"):
+        raise EmzooError(f"--output {output}: expected auto, logits, probability or mask")
+    if output == "logits":
+        return result if result.shape[0] > 1 else result[0]
+    if task == "segment":
+        if result.shape[0] == 1:
+            prob = 1.0 / (1.0 + np.exp(-result[0]))
+            return (prob > 0.5).astype(np.uint8) if output == "mask" else prob.astype(np.float32)
+        if output == "mask":
+            return result.argmax(0).astype(np.uint8)
+        e = np.exp(result - result.max(0, keepdims=True))
+        return (e / e.sum(0, keepdims=True)).astype(np.float32)
+    return denormalize(result[0], params)
+
+
+def measure_particles(mask: np.ndarray, pixel_size_nm: float | None = None) -> list[dict]:
+    """Per-particle measurements of a binary mask: area and equivalent diameter (in nm when the
+    pixel size is known), centroid."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask > 0)
+    if n == 0:
+        return []
+    index = np.arange(1, n + 1)
+    areas = ndimage.sum_labels(np.ones_like(labels), labels, index)
+    centroids = ndimage.center_of_mass(mask > 0, labels, index)
+    rows = []
+    for i, (area, (cy, cx)) in enumerate(zip(areas, centroids), start=1):
+        row = {"particle": i, "area_px": int(area), "centroid_y": round(cy, 2), "centroid_x": round(cx, 2)}
+        row["equivalent_diameter_px"] = round(2 * math.sqrt(area / math.pi), 3)
+        if pixel_size_nm:
+            row["area_nm2"] = round(area * pixel_size_nm**2, 4)
+            row["equivalent_diameter_nm"] = round(row["equivalent_diameter_px"] * pixel_size_nm, 4)
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------- CLI
+def _inputs(paths: list[str]) -> list[Path]:
+    from emzoo.io import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise EmzooError(f"{raw}: no such file or folder")
+    if not files:
+        raise EmzooError(f"{', '.join(paths)}: no images found (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)")
+    return files
+
+
+def _cmd_predict(args) -> None:
+    import csv
+    import json
+
+    from tqdm.auto import tqdm
+
+    import emzoo
+    from emzoo import io
+
+    files = _inputs(args.inputs)
+    out = Path(args.output_dir).resolve()
+    for f in files:
+        if out == f.resolve().parent and not args.inputs_are_outputs_ok:
+            raise EmzooError(
+                f"--output-dir {out}: is where the inputs are; choose a separate folder (inputs stay untouched)"
+            )
+    model = emzoo.load(args.model, device=args.device)
+    task = model_task(model)
+    out.mkdir(parents=True, exist_ok=True)
+    skipped, written = [], 0
+    for path in tqdm(files, desc="predict", unit="img", disable=args.quiet):
+        try:
+            image, meta = io.read(path)
+            io.check_image(image, path)
+            result = predict(
+                model, image, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, output=args.output
+            )
+        except EmzooError as e:
+            if not args.skip_bad:
+                raise
+            skipped.append(str(e))
+            continue
+        stem = out / path.stem
+        pixel = meta.get("pixel_size_nm")
+        if task == "super-res" and pixel:
+            pixel = pixel / 2
+        io.write(stem.with_suffix(".tif"), result, {"pixel_size_nm": pixel})
+        if args.png:
+            io.write(stem.with_suffix(".png"), result)
+        if task == "segment":
+            mask = result if args.output == "mask" else (result > 0.5)
+            rows = measure_particles(mask, pixel)
+            with open(stem.with_name(stem.name + "_particles.csv"), "w", newline="") as fh:
+                fields = ["particle", "area_px", "equivalent_diameter_px", "centroid_y", "centroid_x"]
+                fields += ["area_nm2", "equivalent_diameter_nm"] if pixel else []
+                writer = csv.DictWriter(fh, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+        written += 1
+    report = {"written": written, "skipped": skipped, "output_dir": str(out)}
+    if skipped:
+        (out / "skipped.json").write_text(json.dumps(skipped, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("predict", help="run a model over images or folders (tiled, any size)")
+    p.add_argument("inputs", nargs="+", help="image files or folders (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)")
+    p.add_argument("--model", required=True, help="zoo name, hf-hub:ORG/NAME, or a folder")
+    p.add_argument("--output-dir", required=True, help="a separate folder for the results")
+    p.add_argument("--tile", type=int, help="tile size in pixels (default from the receptive field; 0: whole image)")
+    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default from the receptive field)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--output", default="auto", choices=("auto", "probability", "mask", "logits"))
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--png", action="store_true", help="also write an 8-bit PNG preview")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable files and report them")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_predict, inputs_are_outputs_ok=False)

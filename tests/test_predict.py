@@ -1,0 +1,153 @@
+"""Tiled prediction equals whole-image prediction for every U-Net; outputs per task; the
+predict CLI on folders of 16-bit TIFFs; ONNX and TorchScript exports match PyTorch."""
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import timm
+import torch
+
+import emzoo
+from emzoo import EmzooError
+from emzoo import io as emzoo_io
+from emzoo.export import export
+from emzoo.predict import default_margin, measure_particles, predict
+from emzoo.zoo import UNET_POOLS
+
+RNG = np.random.default_rng(0)
+
+
+def _trained(arch: str, **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = emzoo.create_model(arch, **kw)
+    with torch.no_grad():
+        m.train()
+        m(torch.randn(2, m.in_chans, 96, 96))
+    return m.eval()
+
+
+@pytest.mark.parametrize("b,rf", list(UNET_POOLS))
+def test_tiled_equals_whole_image_for_every_unet(b, rf):
+    model = _trained(f"emzoo_unet_{b}_{rf}")
+    margin, divisor = default_margin(model), model.size_divisor
+    tile = (2 * margin + 32) // divisor * divisor + 2 * divisor  # the smallest tiles: the hardest case
+    size = tile + divisor + 5  # two tiles a side, the border ones off the pooling grid
+    image = RNG.normal(size=(size, size + 7)).astype(np.float32)
+    whole = predict(model, image, tile=0)
+    tiled = predict(model, image, tile=tile, batch_size=3)
+    assert whole.shape == image.shape
+    assert np.abs(whole - tiled).max() < 1e-4
+
+
+def test_hrnet_tiles_have_no_visible_seams():
+    """HRNet's field is larger than a tile, so tiles differ slightly from the whole image; at the
+    default tiling the difference is small and no seam shows (pixel-to-pixel jumps in the tiled
+    output stay close to those of the whole-image output)."""
+    model = _trained("emzoo_hrnet_w18_small")
+    image = RNG.normal(size=(640, 640)).cumsum(0).astype(np.float32)
+    whole = predict(model, image, tile=0)
+    tiled = predict(model, image)
+    assert np.abs(whole - tiled).mean() < 0.2 * whole.std()
+    for axis in (0, 1):
+        jumps_tiled = np.abs(np.diff(tiled, axis=axis)).mean(1 - axis)
+        jumps_whole = np.abs(np.diff(whole, axis=axis)).mean(1 - axis)
+        assert (jumps_tiled / jumps_whole).max() < 2.0
+
+
+def test_outputs_by_task():
+    seg = _trained("emzoo_unet_2_44", num_classes=1)
+    seg.emzoo_cfg = {"task": "segment"}
+    image = RNG.normal(size=(70, 90)).astype(np.float32)
+    prob = predict(seg, image)
+    assert prob.shape == (70, 90) and 0 <= prob.min() and prob.max() <= 1
+    mask = predict(seg, image, output="mask")
+    assert set(np.unique(mask)) <= {0, 1}
+    sr = _trained("emzoo_unet_2_44")
+    sr.emzoo_cfg = {"task": "super-res"}
+    assert predict(sr, image).shape == (140, 180)
+    den = _trained("emzoo_unet_2_44")
+    den.emzoo_cfg = {"task": "denoise"}
+    out = predict(den, image * 1000 + 5000)  # back in the input's units
+    assert abs(float(np.median(out)) - 5000) < 5000
+    with pytest.raises(EmzooError, match="expected a 2-D array"):
+        predict(den, np.zeros((2, 8, 8)))
+
+
+def test_measure_particles():
+    mask = np.zeros((40, 40), np.uint8)
+    mask[5:15, 5:15] = 1
+    mask[25:29, 20:24] = 1
+    rows = measure_particles(mask, pixel_size_nm=0.5)
+    assert [r["area_px"] for r in rows] == [100, 16]
+    assert rows[0]["area_nm2"] == pytest.approx(25.0)
+    assert rows[1]["equivalent_diameter_nm"] == pytest.approx(2 * np.sqrt(16 / np.pi) * 0.5, rel=1e-3)
+
+
+def _folder_hash(folder) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        h.update(p.name.encode() + (p.read_bytes() if p.is_file() else b""))
+    return h.hexdigest()
+
+
+def test_predict_cli_on_16bit_tiffs(tmp_path):
+    model = _trained("emzoo_unet_2_44")
+    model.emzoo_cfg = {"task": "segment"}
+    folder = emzoo.save_pretrained(model, tmp_path / "model", task="segment")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(3):
+        tifffile.imwrite(
+            inputs / f"m{i}.tif",
+            RNG.integers(0, 65535, (130, 150), dtype=np.uint16),
+            imagej=True,
+            resolution=(10.0, 10.0),
+            metadata={"unit": "nm"},
+        )
+    (inputs / "broken.tif").write_bytes(b"not a tiff")
+    before = _folder_hash(inputs)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "emzoo", "predict", str(inputs), "--model", str(folder), "--quiet"]
+    proc = subprocess.run([*cmd, "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("emzoo: error: ") and "broken.tif" in proc.stderr
+    proc = subprocess.run(
+        [*cmd, "--output-dir", str(tmp_path / "out"), "--skip-bad", "--png"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["written"] == 3 and len(report["skipped"]) == 1 and "broken.tif" in report["skipped"][0]
+    out, meta = emzoo_io.read(tmp_path / "out" / "m0.tif")
+    assert out.shape == (130, 150) and meta["pixel_size_nm"] == pytest.approx(0.1)
+    with open(tmp_path / "out" / "m0_particles.csv") as fh:
+        assert "equivalent_diameter_nm" in next(csv.reader(fh))
+    assert (tmp_path / "out" / "m1.png").exists()
+    assert _folder_hash(inputs) == before  # inputs untouched
+    same = subprocess.run([*cmd, "--output-dir", str(inputs)], capture_output=True, text=True, env=env)
+    assert same.returncode == 2 and "is where the inputs are" in same.stderr
+
+
+@pytest.mark.parametrize(
+    "fmt,arch",
+    # HRNet's ONNX export takes ~90 s here; it is exercised by `emzoo export` in the README instead
+    [("onnx", "emzoo_unet_2_116"), ("torchscript", "emzoo_unet_2_116"), ("torchscript", "emzoo_hrnet_w18_small")],
+)
+def test_exports_match_pytorch(tmp_path, fmt, arch):
+    folder = emzoo.save_pretrained(_trained(arch), tmp_path / "m")
+    report = export(str(folder), fmt, tmp_path / "out")
+    assert report["max_rel_diff_vs_pytorch"] <= 1e-4
+    assert (tmp_path / "out" / report["file"]).stat().st_size > 1000
+    with pytest.raises(EmzooError, match="exists and is not empty"):
+        export(str(folder), fmt, tmp_path / "out")
+
+
+def test_every_generator_has_a_traceable_core():
+    for arch in timm.list_models("emzoo_*"):
+        if arch != "emzoo_patchgan":
+            assert hasattr(emzoo.create_model(arch), "forward_padded"), arch
