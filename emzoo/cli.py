@@ -58,6 +58,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emzoo.train.cli",
     "emzoo.predict",
     "emzoo.export",
+    "emzoo.publish",
+    "emzoo.space",
 )
 
 

@@ -35,17 +35,21 @@ def percentile_params(image: np.ndarray, low: float = 1.0, high: float = 99.0) -
     return float(lo), float(hi - lo) if hi > lo else 1.0
 
 
+def norm_params(image: np.ndarray, method: str = "standardize") -> tuple[float, float]:
+    """The (shift, scale) of a normalisation method for this image."""
+    if method == "standardize":
+        return standardize_params(image)
+    if method == "percentile":
+        return percentile_params(image)
+    if method == "none":
+        return 0.0, 1.0
+    raise ValueError(f"unknown normalisation '{method}'; expected one of {METHODS}")
+
+
 def normalize(image: np.ndarray, method: str = "standardize") -> tuple[np.ndarray, tuple[float, float]]:
     """``(image - shift) / scale`` with the method's shift and scale; returns both so the same
     transform can be applied to a target or undone on an output."""
-    if method == "standardize":
-        shift, scale = standardize_params(image)
-    elif method == "percentile":
-        shift, scale = percentile_params(image)
-    elif method == "none":
-        shift, scale = 0.0, 1.0
-    else:
-        raise ValueError(f"unknown normalisation '{method}'; expected one of {METHODS}")
+    shift, scale = norm_params(image, method)
     return ((image - shift) / scale).astype(np.float32, copy=False), (shift, scale)
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emzoo.errors import EmzooError
-from emzoo.normalize import denormalize, normalize
+from emzoo.normalize import norm_params
 
 HRNET_MARGIN = 64  # pixels; HRNet's field spans the whole tile, this keeps seams invisible
 RAMP = 32  # width of the blending ramp beyond the margins
@@ -43,8 +43,9 @@ def default_margin(model: nn.Module) -> int:
 
 
 def default_tile(model: nn.Module, margin: int) -> int:
+    """Large enough that the overlap costs little, small enough to bound memory."""
     divisor = getattr(model, "size_divisor", 1)
-    return max(512, _round_up(6 * margin, divisor))
+    return max(512, _round_up(4 * margin, divisor))
 
 
 def _starts(length: int, tile: int, stride: int, divisor: int) -> list[int]:
@@ -111,7 +112,10 @@ def predict(
         raise EmzooError("image has NaN/Inf pixels; expected finite values")
     task = model_task(model)
     method = normalization or (getattr(model, "emzoo_cfg", None) or {}).get("normalization", "standardize")
-    x, params = normalize(image.astype(np.float32), method)
+    params = norm_params(image, method)
+    x = image.astype(np.float32)  # one working copy, normalised in place: memory grows with the image only
+    x -= params[0]
+    x /= params[1]
     if task == "super-res":
         x = F.interpolate(torch.from_numpy(x)[None, None], scale_factor=2, mode="bicubic", align_corners=False)[0, 0]
         x = x.numpy()
@@ -139,10 +143,13 @@ def predict(
                 f"--tile {tile}: too small for this model's {2 * margin}-pixel context; use at least "
                 f"{_round_up(2 * margin + RAMP + divisor, divisor)}"
             )
-        stride = tile - 2 * margin - RAMP
+        # exact models (a known receptive field): each tile keeps its centre, margins dropped;
+        # otherwise (HRNet) overlapping tiles are blended with a raised-cosine window
+        stitch = getattr(model, "receptive_field", None) is not None
+        stride = tile - 2 * margin - (0 if stitch else RAMP)
         stride = max(divisor, stride // divisor * divisor)
         acc = np.zeros((out_ch, h, w), np.float32)
-        weight = np.zeros((h, w), np.float32)
+        weight = None if stitch else np.zeros((h, w), np.float32)
         positions = list(_tiles(h, w, tile, stride, divisor))
         from tqdm.auto import tqdm
 
@@ -159,12 +166,20 @@ def predict(
             for i, pred in outs:
                 y, xx = group[i]
                 th, tw = pred.shape[-2:]
+                if stitch:
+                    top, left = (margin if y > 0 else 0), (margin if xx > 0 else 0)
+                    bottom = th - (margin if y + th < h else 0)
+                    right = tw - (margin if xx + tw < w else 0)
+                    acc[:, y + top : y + bottom, xx + left : xx + right] = pred[:, top:bottom, left:right]
+                    continue
                 wy = _window(th, y > 0, y + th < h, margin, RAMP)
                 wx = _window(tw, xx > 0, xx + tw < w, margin, RAMP)
                 wt = wy[:, None] * wx[None, :]
                 acc[:, y : y + th, xx : xx + tw] += pred * wt
                 weight[y : y + th, xx : xx + tw] += wt
-        result = acc / np.maximum(weight, 1e-12)
+        if weight is not None:
+            acc /= np.maximum(weight, 1e-12)
+        result = acc
     return _finish(result, task, output, params)
 
 
@@ -181,7 +196,10 @@ def _finish(result: np.ndarray, task: str, output: str, params: tuple[float, flo
             return result.argmax(0).astype(np.uint8)
         e = np.exp(result - result.max(0, keepdims=True))
         return (e / e.sum(0, keepdims=True)).astype(np.float32)
-    return denormalize(result[0], params)
+    restored = result[0]
+    restored *= params[1]  # back to the input's units, in place
+    restored += params[0]
+    return restored
 
 
 def measure_particles(mask: np.ndarray, pixel_size_nm: float | None = None) -> list[dict]:

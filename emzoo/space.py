@@ -1,0 +1,211 @@
+"""The emzoo Gradio app: every reachable model, tried in the browser or by ``gradio_client``.
+
+``spaces/demo/app.py`` (the Hugging Face Space) and ``emzoo demo`` both build it from here.
+The scriptable endpoint ``/predict`` takes (model name or folder, image file) and returns the
+full-resolution result as a float TIFF with the pixel size kept.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from emzoo.errors import EmzooError
+
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+MAX_UPLOAD_MB = 512
+MAX_PIXELS = 16384 * 16384
+
+
+def reachable_models(extra: list[str] | None = None) -> list[str]:
+    """Zoo entries whose weights are in the local cache, plus the given folders / hub ids."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from emzoo.hub import WEIGHTS_NAME
+    from emzoo.zoo import ZOO
+
+    names = [str(p) for p in extra or []]
+    for entry in ZOO.values():
+        if isinstance(try_to_load_from_cache(entry.hub_id, WEIGHTS_NAME, revision=entry.revision), str):
+            names.append(entry.name)
+    return names
+
+
+class ModelCache:
+    """Loaded models by name, so each is read from disk once per process."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, object] = {}
+
+    def get(self, name: str):
+        import emzoo
+
+        if name not in self._models:
+            self._models[name] = emzoo.load(name)
+        return self._models[name]
+
+
+def describe(model) -> str:
+    cfg = getattr(model, "emzoo_cfg", {}) or {}
+    lines = [f"**{type(model).__name__}** · task: `{cfg.get('task', 'pretext')}`"]
+    if cfg.get("base_model"):
+        lines.append(f"fine-tuned from `{cfg['base_model']}`")
+    for m in cfg.get("metrics", []):
+        lines.append(f"{m['name']} = {m['value']:.4f} ({m['dataset']}, {m['split']})")
+    if cfg.get("train_summary"):
+        lines.append(cfg["train_summary"])
+    return "  \n".join(lines)
+
+
+def read_upload(path: str | Path) -> tuple[np.ndarray, dict]:
+    """An uploaded micrograph, checked for what the app cannot handle."""
+    from emzoo import io
+
+    path = Path(path)
+    size_mb = path.stat().st_size / 1e6
+    if size_mb > MAX_UPLOAD_MB:
+        raise EmzooError(f"{path.name}: {size_mb:.0f} MB; the demo takes files up to {MAX_UPLOAD_MB} MB")
+    image, meta = io.read(path)
+    if image.size > MAX_PIXELS:
+        raise EmzooError(f"{path.name}: {image.shape[0]}x{image.shape[1]} pixels; the demo takes up to 16384^2")
+    io.check_image(image, path.name)
+    return image, meta
+
+
+def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """RGB preview: the micrograph in gray with particles tinted orange."""
+    from emzoo.io import to_uint8
+
+    gray = to_uint8(image).astype(np.float32)
+    rgb = np.stack([gray] * 3, axis=-1)
+    tint = np.array([255, 140, 0], np.float32)
+    rgb[mask > 0] = 0.55 * rgb[mask > 0] + 0.45 * tint
+    return rgb.astype(np.uint8)
+
+
+def run_model(models: ModelCache, name: str, path: str, tile: int | None, overlap: int | None, progress=None):
+    """Predict and write the full-resolution TIFF; returns (model, input, result, tiff path, meta)."""
+    from emzoo import io
+    from emzoo.predict import model_task, predict
+
+    if not name:
+        raise EmzooError("choose a model first")
+    if not path:
+        raise EmzooError("upload an image or pick an example first")
+    image, meta = read_upload(path)
+    model = models.get(name)
+    result = predict(model, image, tile=tile or None, overlap=overlap or None, progress=False)
+    pixel = meta.get("pixel_size_nm")
+    if model_task(model) == "super-res" and pixel:
+        pixel /= 2
+    out = Path(tempfile.mkdtemp(prefix="emzoo-demo-")) / f"{Path(path).stem}_{model_task(model)}.tif"
+    io.write(out, result, {"pixel_size_nm": pixel})
+    return model, image, result, out, meta
+
+
+def build_demo(extra_models: list[str] | None = None):
+    import gradio as gr
+
+    from emzoo.io import to_uint8
+    from emzoo.predict import measure_particles, model_task
+
+    models = ModelCache()
+    choices = reachable_models(extra_models)
+    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.tif"))
+
+    def on_model(name: str) -> str:
+        if not name:
+            return "No model chosen."
+        try:
+            return describe(models.get(name))
+        except EmzooError as e:
+            raise gr.Error(str(e)) from None
+
+    def on_run(name, upload, example, tile, overlap, progress=gr.Progress()):
+        path = upload or example
+        progress(0.1, desc="reading and predicting")
+        try:
+            model, image, result, tiff, meta = run_model(models, name, path, int(tile or 0), int(overlap or 0))
+        except EmzooError as e:
+            raise gr.Error(str(e)) from None
+        progress(0.9, desc="rendering")
+        task = model_task(model)
+        if task == "segment":
+            mask = result > 0.5
+            particles = measure_particles(mask, meta.get("pixel_size_nm"))
+            summary = f"{len(particles)} particles · area fraction {mask.mean():.3f}"
+            if meta.get("pixel_size_nm") and particles:
+                summary += f" · mean diameter {np.mean([p['equivalent_diameter_nm'] for p in particles]):.2f} nm"
+            before_after = None
+            seg_view = overlay(image, mask)
+            mask_view = (mask * 255).astype(np.uint8)
+        else:
+            before = to_uint8(image)
+            if task == "super-res":
+                before = np.kron(before, np.ones((2, 2), np.uint8))
+            before_after = (before, to_uint8(result))
+            summary = f"{task}: {image.shape[0]}x{image.shape[1]} -> {result.shape[0]}x{result.shape[1]}"
+            seg_view = mask_view = None
+        return before_after, seg_view, mask_view, summary, str(tiff)
+
+    def api_predict(model_name: str, image_file: str) -> str:
+        try:
+            return str(run_model(models, model_name, image_file, None, None)[3])
+        except EmzooError as e:
+            raise gr.Error(str(e)) from None
+
+    with gr.Blocks(title="emzoo: EM image models") as demo:
+        gr.Markdown(
+            "# emzoo\nModels for electron micrographs: self-supervised GAN pretraining (Kazimi et al., CVPRW 2024) "
+            "fine-tuned for nanoparticle segmentation, denoising, background removal and 2x super-resolution."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                model_box = gr.Dropdown(
+                    choices=choices, value=choices[0] if choices else None, label="Model", allow_custom_value=True
+                )
+                about = gr.Markdown()
+                upload = gr.File(label="Micrograph (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)", type="filepath")
+                example = gr.Dropdown(choices=examples, value=None, label="or a bundled example")
+                with gr.Accordion("Tiling (large micrographs)", open=False):
+                    tile = gr.Number(value=0, label="tile size (0: from the receptive field)", precision=0)
+                    overlap = gr.Number(value=0, label="overlap (0: from the receptive field)", precision=0)
+                run = gr.Button("Run", variant="primary", elem_id="run-button")
+            with gr.Column(scale=2):
+                summary = gr.Markdown(elem_id="summary")
+                slider = gr.ImageSlider(label="before / after", type="numpy", format="png", elem_id="result-slider")
+                with gr.Row():
+                    seg_overlay = gr.Image(label="particles", type="numpy", format="png", elem_id="result-overlay")
+                    seg_mask = gr.Image(label="mask", type="numpy", image_mode="L", format="png")
+                result_file = gr.File(label="full-resolution result (float TIFF, pixel size kept)")
+        model_box.change(on_model, model_box, about)
+        demo.load(on_model, model_box, about)
+        run.click(
+            on_run,
+            [model_box, upload, example, tile, overlap],
+            [slider, seg_overlay, seg_mask, summary, result_file],
+            api_name="run",
+        )
+        hidden_model = gr.Textbox(visible=False)
+        hidden_file = gr.File(visible=False, type="filepath")
+        hidden_out = gr.File(visible=False)
+        hidden_model.submit(api_predict, [hidden_model, hidden_file], hidden_out, api_name="predict")
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    return demo
+
+
+def _cmd_demo(args) -> None:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = build_demo(args.models)
+    demo.launch(server_name=args.host, server_port=args.port, share=False)
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("demo", help="the Gradio Space, locally")
+    p.add_argument("--models", nargs="*", default=[], help="model folders or hf-hub ids to offer besides the zoo's")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=_cmd_demo)
