@@ -60,6 +60,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emzoo.export",
     "emzoo.publish",
     "emzoo.space",
+    "emzoo.reproduce",
 )
 
 

@@ -67,6 +67,9 @@ class TrainConfig:
     sim_n: int = 48
     sim_size: int = 256
     eval_batches: int | None = None
+    test_at_steps: list[int] = field(default_factory=list)  # also score the test split at these steps
+    keep_checkpoints: bool = True
+    ndf: int = 64  # discriminator width (Pix2Pix: 64)
     progress: bool = True
     cpu: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -236,7 +239,7 @@ class Trainer:
             import emzoo
 
             chans = self.generator.in_chans + self.generator.num_classes
-            self.discriminator = emzoo.create_model("emzoo_patchgan", in_chans=chans)
+            self.discriminator = emzoo.create_model("emzoo_patchgan", in_chans=chans, ndf=cfg.ndf)
         self.state = TrainState()
         self._prepare()
 
@@ -257,6 +260,9 @@ class Trainer:
                 f"{f' over {world} processes' if world > 1 else ''}); lower it or add data"
             )
         self.shuffled = EpochShuffled(self.train_set, cfg.seed)
+        self.test_set = None
+        if cfg.test_at_steps:
+            self.test_set = load_dataset(self.data_path, cfg.task, "test", **common)
 
     # ---------------------------------------------------------------- models
     def _prepare(self) -> None:
@@ -277,6 +283,7 @@ class Trainer:
                 self.generator, opt_g, train_loader, val_loader
             )
             self.d = self.opt_d = None
+        self.test_loader = acc.prepare_data_loader(_loader(self.test_set, cfg, False)) if self.test_set else None
         use_compile = cfg.compile == "on" or (cfg.compile == "auto" and self.total_steps >= 500)
         self.forward_g = torch.compile(self.g) if use_compile else self.g
         self.forward_d = torch.compile(self.d) if use_compile and self.d is not None else self.d
@@ -476,6 +483,15 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
                     if state.step % 10 == 0 or state.step == 1:
                         self._log_row({"step": state.step, "epoch": state.epoch, "split": "train", **losses})
+                    if state.step in cfg.test_at_steps:
+                        self._log_row(
+                            {
+                                "step": state.step,
+                                "epoch": state.epoch,
+                                "split": "test",
+                                **self.evaluate(self.test_loader),
+                            }
+                        )
                     if hold_at and state.step == hold_at and acc.is_main_process:
                         (self.out / ".held").write_text(str(os.getpid()))
                         time.sleep(3600)
@@ -554,8 +570,11 @@ class Trainer:
             "train_seconds": round(elapsed, 1),
             "model_dir": str(self.out / MODEL_DIR),
         }
+        result["test_at_steps"] = [r for r in self.state.history if r["split"] == "test"]
         if acc.is_main_process:
             (self.out / "result.json").write_text(json.dumps(result, indent=2))
+            if not cfg.keep_checkpoints:
+                shutil.rmtree(self.out / CHECKPOINTS, ignore_errors=True)
         acc.wait_for_everyone()
         return result
 
