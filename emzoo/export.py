@@ -5,8 +5,6 @@ so any input size works). Every export is verified against PyTorch on a test ima
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emzoo.errors import EmzooError
+from emzoo.fsutil import new_folder
 
 FORMATS = ("onnx", "torchscript")
 RTOL = 1e-4  # largest difference to PyTorch, relative to the output's largest magnitude (at least 1)
@@ -107,12 +106,7 @@ def export(model_name: str, fmt: str, out: str | Path) -> dict:
     if fmt not in FORMATS:
         raise EmzooError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     model = emzoo.load(model_name).float().eval()
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise EmzooError(f"--out {out}: exists and is not empty; choose a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with new_folder(out) as tmp:
         filename = "model.onnx" if fmt == "onnx" else "model.torchscript.pt"
         with torch.no_grad():
             diff = (export_onnx if fmt == "onnx" else export_torchscript)(model, tmp / filename)
@@ -127,12 +121,6 @@ def export(model_name: str, fmt: str, out: str | Path) -> dict:
             "input": {"axes": "bcyx", "channels": model.in_chans, "any_size": True},
         }
         (tmp / "export.json").write_text(json.dumps(report, indent=2, default=str))
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 

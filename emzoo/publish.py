@@ -13,6 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from emzoo.errors import EmzooError
+from emzoo.fsutil import new_folder
 
 SPACE_FILES = ("app.py", "requirements.txt")
 SPACE_REQUIREMENTS = [
@@ -49,17 +50,15 @@ def stage_model(folder: str | Path, out: str | Path) -> Path:
     its test pair (what is uploaded is what ``emzoo.load`` accepts)."""
     from emzoo.hub import CARD_NAME, CONFIG_NAME, TEST_PAIR_NAME, WEIGHTS_NAME, load_folder
 
-    folder, out = Path(folder), Path(out)
+    folder = Path(folder)
     load_folder(folder)
-    if out.exists() and any(out.iterdir()):
-        raise EmzooError(f"--out {out}: exists and is not empty; choose a new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME, TEST_PAIR_NAME, CARD_NAME):
-        if (folder / name).is_file():
-            shutil.copy2(folder / name, out / name)
-    for png in folder.glob("*.png"):
-        shutil.copy2(png, out / png.name)
-    return out
+    with new_folder(out) as tmp:
+        for name in (CONFIG_NAME, WEIGHTS_NAME, TEST_PAIR_NAME, CARD_NAME):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, tmp / name)
+        for png in folder.glob("*.png"):
+            shutil.copy2(png, tmp / png.name)
+    return Path(out)
 
 
 def publish_model(
@@ -130,11 +129,13 @@ def stage_space(space_id: str, models: list[str], out: str | Path) -> Path:
     itself (vendored, so the Space runs this exact version)."""
     import emzoo
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise EmzooError(f"--out {out}: exists and is not empty; choose a new folder")
-    out.mkdir(parents=True, exist_ok=True)
     package = Path(emzoo.__file__).parent
+    with new_folder(out) as tmp:
+        _write_space(tmp, package, space_id, models)
+    return Path(out)
+
+
+def _write_space(out: Path, package: Path, space_id: str, models: list[str]) -> None:
     shutil.copytree(package, out / "emzoo", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (out / "app.py").write_text(
         '"""The emzoo Space: every model of this Space\'s card, in the browser."""\n\n'
@@ -144,7 +145,6 @@ def stage_space(space_id: str, models: list[str], out: str | Path) -> Path:
     )
     (out / "requirements.txt").write_text("\n".join(SPACE_REQUIREMENTS) + "\n")
     (out / "README.md").write_text(space_readme(space_id, models))
-    return out
 
 
 def publish_space(

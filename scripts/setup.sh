@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Create .venv and install emzoo with everything its tests need. Idempotent; safe to rerun.
+#   bash scripts/setup.sh                 # the package, its CLI and test dependencies
+#   bash scripts/setup.sh --with-browser  # also Debian's chromium, for the Space's browser test
 # torch/torchvision are pinned to the releases this machine's pip cap allows (CPU is enough).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quiet_pip() { .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+if [ "${1:-}" = "--with-browser" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium is missing and this is not root; the browser test will be skipped" >&2
+  fi
+fi
 python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/pip install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+quiet_pip --upgrade pip
+quiet_pip "torch==2.14.1" "torchvision==0.29.1"
+quiet_pip -e ".[test]"
 .venv/bin/python -c "import emzoo, timm; print('emzoo', emzoo.__version__, 'ready:', len(timm.list_models('emzoo_*')), 'architectures')"

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from emzoo import io
 from emzoo.errors import EmzooError
+from emzoo.fsutil import new_folder
 
 SIM_VERSION = 1
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -318,24 +318,13 @@ def simulate_dataset(task: str, out: str | Path, n: int = 24, size: int = 256, s
         raise EmzooError(f"--task {task}: expected one of {', '.join(SIM_TASKS)}")
     if size < 32 or size % 2:
         raise EmzooError(f"--size {size}: expected an even size of at least 32 pixels")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise EmzooError(f"{out}: exists and is not empty; choose a new --out (nothing was overwritten)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     rng = np.random.default_rng(seed)
-    try:
+    with new_folder(out) as tmp:
         with tqdm(total=n, desc=f"simulating {task}", disable=not progress, unit="img") as bar:
             records = WRITERS[task](tmp, n, size, rng, lambda: bar.update(1))
         manifest = {"task": task, "n": n, "size": size, "seed": seed, "version": SIM_VERSION, "samples": records}
         (tmp / "simulation.json").write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,30 @@
+"""Writing folders so that nothing is lost: a result appears whole or not at all."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from emzoo.errors import EmzooError
+
+
+@contextmanager
+def new_folder(out: str | Path, flag: str = "--out") -> Iterator[Path]:
+    """Yield a temporary sibling of ``out`` to fill; it becomes ``out`` only if the block
+    succeeds. ``out`` must not exist or be empty: nothing is ever overwritten."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise EmzooError(f"{flag} {out}: exists and is not empty; choose a new folder (nothing was overwritten)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
