@@ -4,10 +4,9 @@ field its name states."""
 import pytest
 import timm
 import torch
-from torch import nn
 
 import emzoo
-from emzoo.models import receptive_field
+from emzoo.models import measure_receptive_field, receptive_field
 from emzoo.zoo import UNET_POOLS
 
 GENERATORS = [n for n in timm.list_models("emzoo_*") if n != "emzoo_patchgan"]
@@ -68,39 +67,13 @@ def test_receptive_field_formula_reproduces_paper():
         assert len(pools) == b and model.receptive_field == rf
 
 
-def _measured_extents(model, size: int, positions: list[int], trials: int = 3) -> list[int]:
-    """Horizontal extent of the input pixels that one output pixel depends on (non-zero
-    gradient), for output pixels at several columns of one row. One batch item per column and
-    trial, so a single backward pass measures them all (BN in eval mode). A strip two pooling
-    periods high suffices: rows do not change which columns a pixel depends on."""
-    generator = torch.Generator().manual_seed(0)
-    n, height = len(positions), 2 * model.size_divisor
-    x = torch.randn(n * trials, 1, height, size, generator=generator, requires_grad=True)
-    out = model(x)
-    rows = torch.arange(n * trials)
-    cols = torch.tensor(positions * trials)
-    out[rows, 0, height // 2, cols].sum().backward()
-    touched = (x.grad[:, 0].abs() > 0).any(dim=1).view(trials, n, size).any(dim=0)
-    extents = []
-    for t in touched:
-        idx = t.nonzero()
-        extents.append(int(idx.max() - idx.min() + 1))
-    return extents
-
-
 @pytest.mark.parametrize("arch", UNETS)
 def test_receptive_field_measured(arch):
     """The stated field lies within the measured extents over one period of the pooling grid,
     and the largest measured extent is within 12% of it (the extent depends on where the pixel
     sits on the pooling grid; see ../shared/design.md)."""
     model = timm.create_model(arch).eval()
-    for block in model.modules():  # leaky activations: no dead units hiding a connection
-        if hasattr(block, "act"):
-            block.act = nn.LeakyReLU(0.1)
-    rf, period = model.receptive_field, model.size_divisor
-    size = ((2 * rf) // period + 1) * period
-    start = size // 2 - (size // 2) % period
-    positions = [start + k for k in range(0, period, max(1, period // 12))]
-    extents = _measured_extents(model, size, positions)
+    rf = model.receptive_field
+    extents = measure_receptive_field(model)
     assert min(extents) <= rf <= max(extents), (rf, extents)
     assert max(extents) <= 1.12 * rf, (rf, extents)

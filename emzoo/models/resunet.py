@@ -18,7 +18,7 @@ from torch import nn
 from emzoo.models._base import HubMixin, pad_to_multiple
 from emzoo.zoo import UNET_POOLS, pretrained_cfgs
 
-__all__ = ["ResidualUNet", "ResidualBlock", "receptive_field"]
+__all__ = ["ResidualUNet", "ResidualBlock", "receptive_field", "measure_receptive_field"]
 
 
 def _cfg(**kwargs) -> dict:
@@ -73,6 +73,34 @@ def receptive_field(pools: Sequence[int], kernel_sizes: Sequence[int] = (3, 3)) 
         rf += (p - 1) * jump
         jump *= p
     return rf + conv_growth * jump  # bottleneck
+
+
+def measure_receptive_field(model: nn.Module, trials: int = 3, positions: int = 12) -> list[int]:
+    """Horizontal extents (pixels) of the input that single output pixels depend on, measured
+    by gradients for output pixels spread over one period of the pooling grid. Activations are
+    made leaky so that no dead unit hides a connection; one batch item per pixel and trial makes
+    it a single backward pass (BN in eval mode keeps the items independent)."""
+    import copy
+
+    probe = copy.deepcopy(model).eval()
+    for block in probe.modules():
+        if hasattr(block, "act"):
+            block.act = nn.LeakyReLU(0.1)
+    rf, period = probe.receptive_field, probe.size_divisor
+    width = ((2 * rf) // period + 1) * period
+    height = 2 * period  # rows do not change which columns a pixel depends on
+    start = width // 2 - (width // 2) % period
+    cols = [start + k for k in range(0, period, max(1, period // positions))]
+    n = len(cols)
+    x = torch.randn(n * trials, 1, height, width, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    out = probe(x)
+    out[torch.arange(n * trials), 0, height // 2, torch.tensor(cols * trials)].sum().backward()
+    touched = (x.grad[:, 0].abs() > 0).any(dim=1).view(trials, n, width).any(dim=0)
+    extents = []
+    for t in touched:
+        idx = t.nonzero()
+        extents.append(int(idx.max() - idx.min() + 1))
+    return extents
 
 
 class ResidualUNet(HubMixin, nn.Module):
