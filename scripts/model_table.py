@@ -16,6 +16,7 @@ for arch in timm.list_models("emzoo_*"):
     if hasattr(model, "receptive_field"):
         what, field = "residual U-Net", f"{model.receptive_field} / {max(measure_receptive_field(model))}"
     else:
-        what = DESCRIPTION.get(arch, f"HRNet generator ({model.backbone.__class__.__name__} backbone, timm)")
-        field = "whole tile (multi-scale)" if arch != "emzoo_patchgan" else "70"
+        patchgan = arch == "emzoo_patchgan"
+        what = DESCRIPTION[arch] if patchgan else f"HRNet generator (timm `{model.backbone_name}` backbone)"
+        field = "70" if patchgan else "whole tile (multi-scale)"
     print(f"| `{arch}` | {what} | {params:,} | {field} |")

@@ -69,6 +69,7 @@ class HRNetGenerator(HubMixin, nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.final_act = final_act
+        self.backbone_name = backbone
         self.backbone = HighResolutionNetFeatures(
             cfg_cls[backbone], in_chans=in_chans, feature_location="", out_indices=(1, 2, 3, 4)
         )
