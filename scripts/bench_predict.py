@@ -47,9 +47,14 @@ def measure(arch: str, size: int) -> dict:
         predict(model, image, tile=0)
         row["whole_seconds"] = round(time.perf_counter() - start, 2)
         row["tiling_overhead"] = round(seconds / row["whole_seconds"], 2)
-    if size == 1024:  # correctness with real tiling (512^2 tiles) and speed against the plain forward
+    if size == 1024:  # correctness with real tiling (the smallest valid tile >= 512) and speed vs plain
+        from emzoo.predict import RAMP, default_margin
+
+        divisor = getattr(model, "size_divisor", 1)
+        tile = -(-max(512, 2 * default_margin(model) + RAMP + divisor) // divisor) * divisor
         whole = predict(model, image, tile=0)
-        diff = np.abs(whole - predict(model, image, tile=512))
+        diff = np.abs(whole - predict(model, image, tile=tile))
+        row["check_tile"] = tile
         row["tiled_512_vs_whole_max_abs"] = float(diff.max())
         row["tiled_512_vs_whole_mean_abs"] = float(diff.mean())
         start = time.perf_counter()
