@@ -16,6 +16,9 @@ def load(name: str):
 
 def main() -> None:
     train = load("bench_train.json")
+    pretrain = load("bench_train_pretrain.json")  # pretraining rows, when run separately
+    if train and pretrain:
+        train["rows"] = pretrain["rows"] + [r for r in train["rows"] if r["mode"] != "pretrain"]
     if train:
         print(f"Training step, {train['image_size']}^2, batch {train['batch_size']} (`scripts/bench_train.py`):\n")
         print(
