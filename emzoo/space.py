@@ -18,6 +18,16 @@ from emzoo.errors import EmzooError
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 MAX_UPLOAD_MB = 512
 MAX_PIXELS = 16384 * 16384
+# Debian's chromium, headless, on a machine whose network is closed (tests and screenshots)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def reachable_models(extra: list[str] | None = None) -> list[str]:

@@ -12,16 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from emzoo.space import EXAMPLES_DIR, build_demo  # noqa: E402
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from emzoo.space import CHROMIUM, CHROMIUM_ARGS, EXAMPLES_DIR, build_demo  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +27,7 @@ def main() -> None:
     demo = build_demo(args.models)
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(demo.local_url)
         page.wait_for_selector("#run-button", timeout=60_000)

@@ -2,7 +2,6 @@
 and a real headless Chromium that uploads a micrograph, presses Run and sees the result."""
 
 import os
-import shutil
 import socket
 
 import numpy as np
@@ -11,8 +10,7 @@ import tifffile
 
 import emzoo
 from emzoo import io
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from emzoo.space import CHROMIUM, CHROMIUM_ARGS
 
 
 def _free_port() -> int:
@@ -79,17 +77,7 @@ def test_headless_browser_upload_run_and_see_result(app):
     demo, folders, image, root = app
     shot = root / "space.png"
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(demo.local_url)
         page.wait_for_selector("#run-button", timeout=60_000)
