@@ -51,8 +51,3 @@ def normalize(image: np.ndarray, method: str = "standardize") -> tuple[np.ndarra
     transform can be applied to a target or undone on an output."""
     shift, scale = norm_params(image, method)
     return ((image - shift) / scale).astype(np.float32, copy=False), (shift, scale)
-
-
-def denormalize(image: np.ndarray, params: tuple[float, float]) -> np.ndarray:
-    shift, scale = params
-    return (image * scale + shift).astype(np.float32, copy=False)

@@ -34,6 +34,11 @@ def model_task(model: nn.Module) -> str:
     return (getattr(model, "emzoo_cfg", None) or {}).get("task", "pretext")
 
 
+def output_pixel_size(task: str, pixel_size_nm: float | None) -> float | None:
+    """The result's pixel size: super-resolution halves it, every other task keeps it."""
+    return pixel_size_nm / 2 if task == "super-res" and pixel_size_nm else pixel_size_nm
+
+
 def default_margin(model: nn.Module) -> int:
     """Context (pixels) a tile needs beyond what it keeps: half the receptive field."""
     divisor = getattr(model, "size_divisor", 1)
@@ -275,9 +280,7 @@ def _cmd_predict(args) -> None:
             skipped.append(str(e))
             continue
         stem = out / path.stem
-        pixel = meta.get("pixel_size_nm")
-        if task == "super-res" and pixel:
-            pixel = pixel / 2
+        pixel = output_pixel_size(task, meta.get("pixel_size_nm"))
         io.write(stem.with_suffix(".tif"), result, {"pixel_size_nm": pixel})
         if args.png:
             io.write(stem.with_suffix(".png"), result)

@@ -253,7 +253,6 @@ def reproduce(
             status = f"about {_fmt_eta((time.perf_counter() - start) / ran * todo)} left"
         else:
             status = "starting"
-            ran = 0
         print(f"[reproduce] stage {label}: {i + 1}/{len(stages)} {stage.key} ({status})", flush=True)
         if not (stage.out / "result.json").is_file():
             ran += weights[i]

@@ -99,7 +99,7 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def run_model(models: ModelCache, name: str, path: str, tile: int | None, overlap: int | None, progress=None):
     """Predict and write the full-resolution TIFF; returns (model, input, result, tiff path, meta)."""
     from emzoo import io
-    from emzoo.predict import model_task, predict
+    from emzoo.predict import model_task, output_pixel_size, predict
 
     if not name:
         raise EmzooError("choose a model first")
@@ -108,9 +108,7 @@ def run_model(models: ModelCache, name: str, path: str, tile: int | None, overla
     image, meta = read_upload(path)
     model = models.get(name)
     result = predict(model, image, tile=tile or None, overlap=overlap or None, progress=False)
-    pixel = meta.get("pixel_size_nm")
-    if model_task(model) == "super-res" and pixel:
-        pixel /= 2
+    pixel = output_pixel_size(model_task(model), meta.get("pixel_size_nm"))
     out = Path(tempfile.mkdtemp(prefix="emzoo-demo-")) / f"{Path(path).stem}_{model_task(model)}.tif"
     io.write(out, result, {"pixel_size_nm": pixel})
     return model, image, result, out, meta

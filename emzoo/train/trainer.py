@@ -644,7 +644,7 @@ def evaluate_model(
 
     model = emzoo.load(model_name)
     task = task or model.emzoo_cfg.get("task")
-    if task is None or task == "pretext" and model.emzoo_cfg.get("task") is None:
+    if task is None:
         raise EmzooError(f"--task: {model_name} does not say its task; pass --task")
     path = resolve_data(TrainConfig(mode="finetune", data=data, output_dir="", task=task))
     ds = load_dataset(path, task, split, image_size=image_size, seed=seed, num_classes=max(model.num_classes, 2))
