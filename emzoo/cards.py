@@ -52,7 +52,7 @@ LIMITATIONS = (
 )
 
 
-def _tags(arch: str, task: str) -> list[str]:
+def tags_for(arch: str, task: str) -> list[str]:
     family = "hrnet" if "hrnet" in arch else "unet"
     return ["emzoo", "electron-microscopy", "self-supervised", "gan", "pix2pix", family, task]
 
@@ -75,7 +75,7 @@ def card_data(
     return ModelCardData(
         library_name="emzoo",
         pipeline_tag=TASK_PIPELINE.get(task, "image-to-image"),
-        tags=_tags(arch, task),
+        tags=tags_for(arch, task),
         license=license,
         datasets=DATASET_IDS.get(recipe or "", None),
         base_model=base_model,

@@ -1,6 +1,7 @@
 """Export a model for tools outside PyTorch: ONNX (opset 18, dynamic batch, height and width,
-checked with onnxruntime) and TorchScript (a scripted pad/crop wrapper around the traced network,
-so any input size works). Every export is verified against PyTorch on a test image."""
+checked with onnxruntime), TorchScript (a scripted pad/crop wrapper around the traced network,
+so any input size works) and BioImage Model Zoo packages (both, plus ``bioimageio.yaml``; see
+:mod:`emzoo.bioimage`). Every export is verified against PyTorch on test images."""
 
 from __future__ import annotations
 
@@ -15,17 +16,18 @@ from torch import nn
 from emzoo.errors import EmzooError
 from emzoo.fsutil import new_folder
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "bioimageio")
 RTOL = 1e-4  # largest difference to PyTorch, relative to the output's largest magnitude (at least 1)
 
 
 class _Padded(nn.Module):
     """Pads to the pooling grid, runs the traced network, crops back (TorchScript-able)."""
 
-    def __init__(self, core: torch.jit.ScriptModule, divisor: int):
+    def __init__(self, core: torch.jit.ScriptModule, divisor: int, scale: int = 1):
         super().__init__()
         self.core = core
         self.divisor = divisor
+        self.scale = scale  # output pixels per input pixel (2 for super-resolution)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
@@ -33,7 +35,7 @@ class _Padded(nn.Module):
         pw = (self.divisor - w % self.divisor) % self.divisor
         if ph > 0 or pw > 0:
             x = F.pad(x, [0, pw, 0, ph], mode="replicate")
-        return self.core(x)[:, :, :h, :w]
+        return self.core(x)[:, :, : h * self.scale, : w * self.scale]
 
 
 class _Core(nn.Module):
@@ -57,7 +59,7 @@ def export_torchscript(model: nn.Module, path: Path) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         core = torch.jit.trace(_Core(model), sample, check_trace=False)
-    scripted = torch.jit.script(_Padded(core, divisor))
+    scripted = torch.jit.script(_Padded(core, divisor, getattr(model, "output_scale", 1)))
     scripted.save(str(path))
     loaded = torch.jit.load(str(path))
     return max(_relative(loaded(x), model(x)) for x in _test_images(model.in_chans, divisor))
@@ -106,6 +108,11 @@ def export(model_name: str, fmt: str, out: str | Path) -> dict:
     if fmt not in FORMATS:
         raise EmzooError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     model = emzoo.load(model_name).float().eval()
+    if fmt == "bioimageio":
+        from emzoo.bioimage import export_bioimageio
+
+        name = model.emzoo_cfg.get("zoo_name") or Path(model_name.rstrip("/")).name
+        return export_bioimageio(model, Path(out), name)
     with new_folder(out) as tmp:
         filename = "model.onnx" if fmt == "onnx" else "model.torchscript.pt"
         with torch.no_grad():
@@ -129,7 +136,7 @@ def _cmd_export(args) -> None:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("export", help="export a model to ONNX or TorchScript (verified against PyTorch)")
+    p = sub.add_parser("export", help="export a model to ONNX, TorchScript or a BioImage.IO package (verified)")
     p.add_argument("--model", required=True, help="zoo name, hf-hub:ORG/NAME, or a folder")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="a new folder")

@@ -17,6 +17,18 @@ import torch  # noqa: E402
 torch.set_num_threads(2)
 
 
+def trained_model(arch: str, **kw) -> torch.nn.Module:
+    """A network with non-trivial batch-norm statistics (one train-mode forward), in eval mode."""
+    import emzoo
+
+    torch.manual_seed(0)
+    m = emzoo.create_model(arch, **kw)
+    with torch.no_grad():
+        m.train()
+        m(torch.randn(2, m.in_chans, 96, 96))
+    return m.eval()
+
+
 def build_hf_cache(cache: Path, repo_id: str, folder: Path, refs: tuple[str, ...] = ("main",)) -> Path:
     """Lay ``folder``'s files out as huggingface_hub's cache does: blobs by hash, a snapshot per
     commit whose files link to the blobs, and refs naming the commit. Returns the snapshot."""

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tifffile
 import timm
-import torch
 
 import emzoo
 from emzoo import EmzooError
@@ -20,22 +19,14 @@ from emzoo import io as emzoo_io
 from emzoo.export import export
 from emzoo.predict import default_margin, measure_particles, predict
 from emzoo.zoo import UNET_POOLS
+from tests.conftest import trained_model
 
 RNG = np.random.default_rng(0)
 
 
-def _trained(arch: str, **kw) -> torch.nn.Module:
-    torch.manual_seed(0)
-    m = emzoo.create_model(arch, **kw)
-    with torch.no_grad():
-        m.train()
-        m(torch.randn(2, m.in_chans, 96, 96))
-    return m.eval()
-
-
 @pytest.mark.parametrize("b,rf", list(UNET_POOLS))
 def test_tiled_equals_whole_image_for_every_unet(b, rf):
-    model = _trained(f"emzoo_unet_{b}_{rf}")
+    model = trained_model(f"emzoo_unet_{b}_{rf}")
     margin, divisor = default_margin(model), model.size_divisor
     tile = (2 * margin + 32) // divisor * divisor + 2 * divisor  # the smallest tiles: the hardest case
     size = tile + divisor + 5  # two tiles a side, the border ones off the pooling grid
@@ -50,7 +41,7 @@ def test_hrnet_tiles_have_no_visible_seams():
     """HRNet's field is larger than a tile, so tiles differ slightly from the whole image; at the
     default tiling the difference is small and no seam shows (pixel-to-pixel jumps in the tiled
     output stay close to those of the whole-image output)."""
-    model = _trained("emzoo_hrnet_w18_small")
+    model = trained_model("emzoo_hrnet_w18_small")
     image = RNG.normal(size=(640, 640)).cumsum(0).astype(np.float32)
     whole = predict(model, image, tile=0)
     tiled = predict(model, image)
@@ -62,17 +53,17 @@ def test_hrnet_tiles_have_no_visible_seams():
 
 
 def test_outputs_by_task():
-    seg = _trained("emzoo_unet_2_44", num_classes=1)
+    seg = trained_model("emzoo_unet_2_44", num_classes=1)
     seg.emzoo_cfg = {"task": "segment"}
     image = RNG.normal(size=(70, 90)).astype(np.float32)
     prob = predict(seg, image)
     assert prob.shape == (70, 90) and 0 <= prob.min() and prob.max() <= 1
     mask = predict(seg, image, output="mask")
     assert set(np.unique(mask)) <= {0, 1}
-    sr = _trained("emzoo_unet_2_44")
+    sr = trained_model("emzoo_unet_2_44")
     sr.emzoo_cfg = {"task": "super-res"}
     assert predict(sr, image).shape == (140, 180)
-    den = _trained("emzoo_unet_2_44")
+    den = trained_model("emzoo_unet_2_44")
     den.emzoo_cfg = {"task": "denoise"}
     out = predict(den, image * 1000 + 5000)  # back in the input's units
     assert abs(float(np.median(out)) - 5000) < 5000
@@ -98,7 +89,7 @@ def _folder_hash(folder) -> str:
 
 
 def test_predict_cli_on_16bit_tiffs(tmp_path):
-    model = _trained("emzoo_unet_2_44")
+    model = trained_model("emzoo_unet_2_44")
     model.emzoo_cfg = {"task": "segment"}
     folder = emzoo.save_pretrained(model, tmp_path / "model", task="segment")
     inputs = tmp_path / "in"
@@ -139,7 +130,7 @@ def test_predict_cli_on_16bit_tiffs(tmp_path):
     [("onnx", "emzoo_unet_2_116"), ("torchscript", "emzoo_unet_2_116"), ("torchscript", "emzoo_hrnet_w18_small")],
 )
 def test_exports_match_pytorch(tmp_path, fmt, arch):
-    folder = emzoo.save_pretrained(_trained(arch), tmp_path / "m")
+    folder = emzoo.save_pretrained(trained_model(arch), tmp_path / "m")
     report = export(str(folder), fmt, tmp_path / "out")
     assert report["max_rel_diff_vs_pytorch"] <= 1e-4
     assert (tmp_path / "out" / report["file"]).stat().st_size > 1000
