@@ -28,6 +28,10 @@ PAPER_TEXT = (
     "Electron Microscopy. CVPR Workshops 2024."
 )
 STEM_TASKS = ("denoise", "bg-removal", "super-res")
+TILING_NOTE = {
+    True: "the output halo is half the receptive field, so tiled results equal whole-image ones.",
+    False: "HRNet's field spans any practical tile; the 64-pixel halo keeps tile seams small, not zero.",
+}
 OUTPUT_NOTE = {
     "segment": "particle probability (sigmoid of the network's logits)",
     "pretext": "restored image in standardised units (zero mean, unit variance of the input)",
@@ -128,7 +132,7 @@ def _documentation(model: nn.Module, task: str, method: str, path: Path) -> None
         f"- Input: one 2-D EM image (`b, c, y, x`, one channel), raw counts; the package declares emzoo's "
         f"`{method}` normalisation as preprocessing, computed per image.\n"
         f"- Output: {OUTPUT_NOTE.get(task, 'an image')}.\n"
-        "- Tiling: the output halo is half the receptive field, so tiled results match whole-image ones.\n"
+        f"- Tiling: {TILING_NOTE[getattr(model, 'receptive_field', None) is not None]}\n"
         "\n## Validation\n\n"
         "Made by `emzoo export --format bioimageio`, which computed the test pair with `emzoo.predict` (the "
         "pipeline emzoo itself runs) and wrote the package only after `bioimageio.core`'s checks passed for both "

@@ -6,6 +6,7 @@ so any input size works) and BioImage Model Zoo packages (both, plus ``bioimagei
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def _relative(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def export_onnx(model: nn.Module, path: Path) -> float:
+    _require_onnxruntime()
     import onnxruntime as ort
 
     divisor = getattr(model, "size_divisor", 1)
@@ -97,6 +99,45 @@ def export_onnx(model: nn.Module, path: Path) -> float:
         for x in _test_images(model.in_chans, divisor)
     ]
     return max(_relative(out, ref) for out, ref in outs)
+
+
+def _require_onnxruntime():
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise EmzooError("the onnxruntime engine needs onnxruntime; pip install 'emzoo[export]'") from None
+
+
+@torch.inference_mode(False)
+def onnx_session(model: nn.Module):
+    """An ONNX Runtime session for ``model``, exported once per set of weights and cached in
+    ``$EMZOO_CACHE/onnx`` (the export is checked against PyTorch before it is kept)."""
+    _require_onnxruntime()
+    import onnxruntime as ort
+
+    from emzoo.fsutil import cache_root
+    from emzoo.hub import state_hash
+
+    arch = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
+    path = cache_root() / "onnx" / f"{arch}-{state_hash(model)[:16]}.onnx"
+    if not path.is_file():
+        if next(model.parameters()).device.type != "cpu":
+            import copy
+
+            model = copy.deepcopy(model).cpu()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with torch.no_grad():
+                diff = export_onnx(model.float().eval(), tmp)
+            if not diff <= RTOL:
+                raise EmzooError(f"ONNX export of {arch} differs from PyTorch by {diff:.2e} relative (> {RTOL})")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 @torch.inference_mode(False)

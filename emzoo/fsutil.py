@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -28,3 +29,8 @@ def new_folder(out: str | Path, flag: str = "--out") -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def cache_root() -> Path:
+    """emzoo's own cache (simulated data, ONNX Runtime graphs): ``$EMZOO_CACHE`` or ~/.cache/emzoo."""
+    return Path(os.environ.get("EMZOO_CACHE", Path.home() / ".cache" / "emzoo"))

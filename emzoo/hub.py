@@ -4,6 +4,7 @@ by zoo name, ``hf-hub:org/name[@rev]`` or a local folder, loaded strictly and ve
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import logging
 import os
@@ -46,6 +47,15 @@ def create_model(arch: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     model = timm.create_model(arch, **kwargs)
     model.emzoo_cfg = {}
     return model
+
+
+def state_hash(model: nn.Module) -> str:
+    """SHA-256 of a model's weights and buffers, to compare processes or runs."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def emzoo_cfg(model: nn.Module) -> dict:

@@ -1,6 +1,7 @@
-"""Tiled inference on this CPU: megapixels/s for 1024^2, 4096^2 and 8192^2 inputs, peak memory,
-tiled vs whole-image time and difference, and emzoo's predict against a plain eager float32
-NCHW whole-image forward. Each measurement runs in its own process so peak memory is its own.
+"""Tiled inference on this CPU: megapixels/s for 1024^2, 4096^2 and 8192^2 inputs (PyTorch and
+ONNX Runtime engines), peak memory, tiled vs whole-image time and difference, and emzoo's predict
+against a plain eager float32 NCHW whole-image forward. Each measurement runs in its own process
+so peak memory is its own.
 
     .venv/bin/python scripts/bench_predict.py [--archs ...] [--sizes 1024,4096,8192] [--out docs/bench_predict.json]
 """
@@ -30,7 +31,33 @@ def _model(arch: str):
     return model.eval()
 
 
-def measure(arch: str, size: int) -> dict:
+def _timed(fn, repeats: int) -> float:
+    """Best of ``repeats`` wall-clock runs (small images: one run is mostly noise)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _repeats(size: int) -> int:
+    return 3 if size <= 1024 else 1
+
+
+def _plain(arch: str, image: np.ndarray, row: dict) -> dict:
+    """The reference: eager, float32, NCHW, autograd on, the whole image in one forward."""
+    x = torch.from_numpy(image)[None, None]
+    plain = _model(arch)
+    plain(x[..., :256, :256])
+    seconds = _timed(lambda: plain(x), _repeats(image.shape[0]))
+    speedups = {"plain_seconds": round(seconds, 2), "speedup_vs_plain": round(seconds / row["seconds"], 2)}
+    if "ort_seconds" in row:
+        speedups["ort_speedup_vs_plain"] = round(seconds / row["ort_seconds"], 2)
+    return speedups
+
+
+def measure(arch: str, size: int, ort: bool = True) -> dict:
     """One (arch, size) measurement, in this process."""
     from emzoo.predict import predict
 
@@ -38,16 +65,26 @@ def measure(arch: str, size: int) -> dict:
     model = _model(arch)
     image = np.random.default_rng(0).normal(size=(size, size)).astype(np.float32)
     predict(model, image[:256, :256])  # warm-up
-    start = time.perf_counter()
-    predict(model, image)
-    seconds = time.perf_counter() - start
+    seconds = _timed(lambda: predict(model, image), _repeats(size))
     row = {"arch": arch, "size": size, "seconds": round(seconds, 2), "mp_per_s": round(size * size / 1e6 / seconds, 3)}
+    row["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)  # torch engine only
+    if ort:
+        start = time.perf_counter()
+        predict(model, image[:256, :256], engine="onnxruntime")  # exports once (cached), then warm
+        row["ort_first_call_seconds"] = round(time.perf_counter() - start, 2)
+        row["ort_seconds"] = round(_timed(lambda: predict(model, image, engine="onnxruntime"), _repeats(size)), 2)
+        ort_out = predict(model, image, engine="onnxruntime") if size <= 4096 else None
+        row["ort_mp_per_s"] = round(size * size / 1e6 / row["ort_seconds"], 3)
+        if size <= 4096:
+            ref = predict(model, image)
+            row["ort_vs_torch_max_rel"] = float(np.abs(ort_out - ref).max() / max(1.0, np.abs(ref).max()))
     if size == 4096:  # tiling overhead: default tiles against one whole-image forward of the same pixels
         start = time.perf_counter()
         predict(model, image, tile=0)
         row["whole_seconds"] = round(time.perf_counter() - start, 2)
         row["tiling_overhead"] = round(seconds / row["whole_seconds"], 2)
-    if size == 1024:  # correctness with real tiling (the smallest valid tile >= 512) and speed vs plain
+        row.update(_plain(arch, image, row))
+    if size == 1024:  # correctness with real tiling (the smallest valid tile >= 512); speed vs plain
         from emzoo.predict import RAMP, default_margin
 
         divisor = getattr(model, "size_divisor", 1)
@@ -55,19 +92,10 @@ def measure(arch: str, size: int) -> dict:
         whole = predict(model, image, tile=0)
         diff = np.abs(whole - predict(model, image, tile=tile))
         row["check_tile"] = tile
-        row["tiled_512_vs_whole_max_abs"] = float(diff.max())
-        row["tiled_512_vs_whole_mean_abs"] = float(diff.mean())
-        start = time.perf_counter()
-        predict(model, image, tile=0)
-        row["whole_seconds"] = round(time.perf_counter() - start, 2)
-        x = torch.from_numpy(image)[None, None]
-        plain = _model(arch)  # eager, float32, NCHW, autograd on: the reference code's forward
-        plain(x[..., :256, :256])
-        start = time.perf_counter()
-        plain(x)
-        row["plain_seconds"] = round(time.perf_counter() - start, 2)
-        row["speedup_vs_plain_whole"] = round(row["plain_seconds"] / row["whole_seconds"], 2)
-    row["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
+        row["tiled_vs_whole_max_abs"] = float(diff.max())
+        row["tiled_vs_whole_mean_abs"] = float(diff.mean())
+        row["whole_output_std"] = float(whole.std())
+        row.update(_plain(arch, image, row))
     return row
 
 
@@ -76,15 +104,17 @@ def main() -> None:
     parser.add_argument("--archs", default="emzoo_unet_2_44,emzoo_unet_4_424,emzoo_hrnet_w18")
     parser.add_argument("--sizes", default="1024,4096,8192")
     parser.add_argument("--one", nargs=2, metavar=("ARCH", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime engine")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one[0], int(args.one[1]))))
+        print(json.dumps(measure(args.one[0], int(args.one[1]), ort=not args.no_ort)))
         return
     rows = []
     for arch in args.archs.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
-            proc = subprocess.run([sys.executable, __file__, "--one", arch, str(size)], capture_output=True, text=True)
+            cmd = [sys.executable, __file__, "--one", arch, str(size)] + (["--no-ort"] if args.no_ort else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 print(proc.stderr[-2000:], file=sys.stderr)
                 continue
@@ -93,19 +123,25 @@ def main() -> None:
     by = {(r["arch"], r["size"]): r for r in rows}
     for arch in args.archs.split(","):
         if (arch, 1024) in by and (arch, 8192) in by:
-            ratio = by[(arch, 8192)]["seconds"] / by[(arch, 1024)]["seconds"]
-            by[(arch, 8192)]["time_ratio_vs_1024"] = round(ratio, 1)
-    print(f"\n{'arch':<18} {'size':>6} {'MP/s':>7} {'peak GB':>8} {'tiling x':>9} {'vs plain':>9} {'max diff':>9}")
+            for key in ("seconds", "ort_seconds"):
+                if key in by[(arch, 1024)] and key in by[(arch, 8192)]:
+                    ratio = by[(arch, 8192)][key] / by[(arch, 1024)][key]
+                    by[(arch, 8192)][key.replace("seconds", "time_ratio_vs_1024").lstrip("_")] = round(ratio, 1)
+    head = ["arch", "size", "MP/s", "ORT MP/s", "peak GB", "tiling x", "vs plain", "ORT vs plain", "max diff"]
+    print("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in rows:
-        diff = r.get("tiled_512_vs_whole_max_abs")
-        print(
-            f"{r['arch']:<18} {r['size']:>6} {r['mp_per_s']:>7} {r['peak_rss_gb']:>8} "
-            f"{r.get('tiling_overhead', '-'):>9} {r.get('speedup_vs_plain_whole', '-'):>9} "
-            f"{'-' if diff is None else f'{diff:.1e}':>9}"
-        )
-    if args.out:
+        diff = r.get("tiled_vs_whole_max_abs")
+        cells = [r["arch"], r["size"], r["mp_per_s"], r.get("ort_mp_per_s", "-"), r["peak_rss_gb"]]
+        cells += [r.get("tiling_overhead", "-"), r.get("speedup_vs_plain", "-")]
+        cells += [r.get("ort_speedup_vs_plain", "-"), "-" if diff is None else f"{diff:.1e}"]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    if args.out:  # rows already in the file for other (arch, size) pairs are kept
+        keep = json.loads(args.out.read_text()) if args.out.is_file() else []
+        fresh = {(r["arch"], r["size"]) for r in rows}
+        merged = [r for r in keep if (r["arch"], r["size"]) not in fresh] + rows
+        merged.sort(key=lambda r: (r["arch"], r["size"]))
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2))
+        args.out.write_text(json.dumps(merged, indent=2))
 
 
 if __name__ == "__main__":

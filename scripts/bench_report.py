@@ -45,29 +45,37 @@ def main() -> None:
         print()
     rows = (load("bench_predict_unet.json") or []) + (load("bench_predict_hrnet.json") or [])
     if rows:
-        print("Tiled inference, default tiles (`scripts/bench_predict.py`):\n")
-        print(
-            "| Network | Image | MP/s | peak RSS (GB) | tiled / whole-image time | vs plain forward | "
-            "tiled vs whole at 1024^2: max / mean abs diff |"
-        )
-        print("|---|---|---|---|---|---|---|")
-        for r in rows:
-            diff = (
-                f"{r['tiled_512_vs_whole_max_abs']:.2g} / {r['tiled_512_vs_whole_mean_abs']:.2g}"
-                if "tiled_512_vs_whole_max_abs" in r
-                else ""
-            )
-            ratio = f"{r['tiling_overhead']}x" if "tiling_overhead" in r else ""
-            plain = f"{r['speedup_vs_plain_whole']}x faster" if "speedup_vs_plain_whole" in r else ""
-            print(
-                f"| `{r['arch']}` | {r['size']}^2 | {r['mp_per_s']} | {r['peak_rss_gb']} | {ratio} | {plain} | {diff} |"
-            )
-        by = {(r["arch"], r["size"]): r for r in rows}
-        for arch in sorted({r["arch"] for r in rows}):
-            if (arch, 1024) in by and (arch, 8192) in by:
-                ratio = by[(arch, 8192)]["seconds"] / by[(arch, 1024)]["seconds"]
-                print(f"\n`{arch}`: 8192^2 took {ratio:.0f}x the time of 1024^2 (64x the pixels).", end="")
-        print()
+        _predict_table(rows)
+
+
+def _predict_table(rows: list[dict]) -> None:
+    print(
+        "Inference, default tiles, PyTorch engine / ONNX Runtime engine (`scripts/bench_predict.py`; "
+        "'vs plain': the plain eager fp32 NCHW whole-image forward's time over emzoo's):\n"
+    )
+    print(
+        "| Network | Image | MP/s (torch / ORT) | peak RSS (GB) | tiled / whole-image time | vs plain (torch / ORT) "
+        "| tiled vs whole at 1024^2: max / mean abs diff (output std) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        diff = ""
+        if "tiled_vs_whole_max_abs" in r:
+            diff = f"{r['tiled_vs_whole_max_abs']:.2g} / {r['tiled_vs_whole_mean_abs']:.2g}"
+            diff += f" ({r['whole_output_std']:.2g})"
+        ratio = f"{r['tiling_overhead']}x" if "tiling_overhead" in r else ""
+        plain = f"{r['speedup_vs_plain']}x / {r.get('ort_speedup_vs_plain', '-')}x" if "speedup_vs_plain" in r else ""
+        speed = f"{r['mp_per_s']} / {r.get('ort_mp_per_s', '-')}"
+        print(f"| `{r['arch']}` | {r['size']}^2 | {speed} | {r['peak_rss_gb']} | {ratio} | {plain} | {diff} |")
+    by = {(r["arch"], r["size"]): r for r in rows}
+    for arch in sorted({r["arch"] for r in rows}):
+        if (arch, 1024) in by and (arch, 8192) in by:
+            small, large = by[(arch, 1024)], by[(arch, 8192)]
+            ort = f", ONNX Runtime {large['ort_seconds'] / small['ort_seconds']:.0f}x" if "ort_seconds" in large else ""
+            ratio = large["seconds"] / small["seconds"]
+            text = f"8192^2 took {ratio:.0f}x the time of 1024^2 with PyTorch{ort} (64x the pixels)."
+            print(f"\n`{arch}`: {text}", end="")
+    print()
 
 
 if __name__ == "__main__":

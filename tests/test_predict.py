@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 import timm
+import torch
 
 import emzoo
 from emzoo import EmzooError
@@ -142,3 +143,54 @@ def test_every_generator_has_a_traceable_core():
     for arch in timm.list_models("emzoo_*"):
         if arch != "emzoo_patchgan":
             assert hasattr(emzoo.create_model(arch), "forward_padded"), arch
+
+
+@pytest.mark.parametrize("arch", ["emzoo_unet_4_424", "emzoo_hrnet_w18_small"])
+def test_fold_batchnorm_keeps_outputs(arch):
+    from emzoo.predict import fold_batchnorm
+
+    model = trained_model(arch)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the caller's model is untouched
+    x = torch.randn(1, 1, 96, 96)
+    with torch.no_grad():
+        ref = model(x)
+        assert float((folded(x) - ref).abs().max() / ref.abs().max()) < 5e-5
+
+
+def test_tile_origins_cover_every_length_on_the_grid():
+    from emzoo.predict import _starts
+
+    for length in range(100, 3000, 37):
+        for tile, stride, divisor in [(480, 384, 48), (512, 464, 4), (2304, 1824, 48)]:
+            starts = _starts(length, tile, stride, divisor)
+            assert starts[0] == 0 and starts[-1] + tile >= length
+            assert all(s % divisor == 0 for s in starts)
+            assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))
+
+
+def test_default_tiles_split_large_images_evenly():
+    from emzoo.predict import _starts, default_tile
+
+    model = emzoo.create_model("emzoo_unet_4_424")
+    margin = default_margin(model)
+    tile = default_tile(model, margin, 4096)
+    assert tile <= 2400 and tile % model.size_divisor == 0
+    assert len(_starts(4096, tile, tile - 2 * margin, model.size_divisor)) == 2  # 2 x 2 tiles, not 3 x 3
+
+
+def test_onnxruntime_engine_matches_torch_and_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMZOO_CACHE", str(tmp_path / "cache"))
+    model = trained_model("emzoo_unet_2_116")
+    image = RNG.normal(size=(700, 650)).astype(np.float32)
+    ref = predict(model, image, tile=336)
+    out = predict(model, image, tile=336, engine="onnxruntime")
+    assert np.abs(out - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+    cached = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    predict(model, image[:200, :200], engine="onnxruntime")
+    assert cached[0].stat().st_mtime_ns == stamp  # same weights: no second export
+    with pytest.raises(EmzooError, match="--engine"):
+        predict(model, image, engine="tensorrt")

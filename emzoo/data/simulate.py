@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 
 from emzoo import io
 from emzoo.errors import EmzooError
-from emzoo.fsutil import new_folder
+from emzoo.fsutil import cache_root, new_folder
 
 SIM_VERSION = 1
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -328,7 +327,7 @@ def simulate_dataset(task: str, out: str | Path, n: int = 24, size: int = 256, s
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EMZOO_CACHE", Path.home() / ".cache" / "emzoo")) / "simulated"
+    return cache_root() / "simulated"
 
 
 def simulated(task: str, n: int = 24, size: int = 256, seed: int = 0, progress: bool = True) -> Path:

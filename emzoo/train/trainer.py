@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from emzoo.errors import EmzooError
+from emzoo.hub import state_hash
 from emzoo.train.metrics import SELECTION, is_better, lsgan_loss, per_sample_stats, summarize, task_loss
 
 _log = logging.getLogger("emzoo.train")
@@ -577,17 +578,6 @@ class Trainer:
                 shutil.rmtree(self.out / CHECKPOINTS, ignore_errors=True)
         acc.wait_for_everyone()
         return result
-
-
-def state_hash(model: nn.Module) -> str:
-    """SHA-256 of a model's weights and buffers, to compare processes or runs."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def gather_object(items: list) -> list:
