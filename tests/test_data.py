@@ -231,3 +231,20 @@ def test_layout_and_value_errors(tmp_path, temimagenet):
     np.save(nan_root / "n.npy", np.ones((32, 32), np.float32))
     with pytest.raises(EmzooError, match="n.npy: constant image"):
         load_dataset(nan_root, "pretext", val_fraction=0, test_fraction=0, image_size=16)[0]
+
+
+def test_simulation_is_the_same_in_every_process():
+    """The same seed gives the same bytes in separate processes (abTEM's default FFTW_MEASURE
+    planning did not: its rounding changed and every Poisson draw after it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, numpy as np; from emzoo.data.simulate import simulate_hrtem_au;"
+        "rng = np.random.default_rng(3); a = [simulate_hrtem_au(rng, 64)[0] for _ in range(2)];"
+        "print(hashlib.sha256(np.stack(a).tobytes()).hexdigest())"
+    )
+    digests = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in "ab"
+    }
+    assert len(digests) == 1 and len(digests.pop().strip()) == 64

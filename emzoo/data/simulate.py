@@ -27,7 +27,10 @@ from emzoo import io
 from emzoo.errors import EmzooError
 from emzoo.fsutil import cache_root, new_folder
 
-SIM_VERSION = 1
+SIM_VERSION = 2  # 2: deterministic FFT plans (the same seed gives the same bytes in every process)
+# FFTW_MEASURE (abTEM's default) times candidate plans per process, so rounding, and after it every
+# Poisson draw that follows, changed from run to run; FFTW_ESTIMATE picks the same plan every time.
+ABTEM_CONFIG = {"fftw.planning_effort": "FFTW_ESTIMATE"}
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 TEM_FOLDERS = ("image", "noNoise", "noBackgroundnoNoise", "noNoiseNoBackgroundSuperresolution")
 SIM_TASKS = ("pretext", "segment", "denoise", "bg-removal", "super-res")
@@ -104,17 +107,18 @@ def simulate_hrtem_au(
     defocus = float(rng.uniform(-200.0, 200.0))
     cs = float(rng.uniform(-1e4, 1e4))  # Angstrom: an aberration-corrected instrument
     ctf = abtem.CTF(energy=energy, defocus=defocus, Cs=cs, semiangle_cutoff=float(rng.uniform(10.0, 20.0)))
-    exit_wave = abtem.PlaneWave(energy=energy).multislice(potential)
-    intensity = exit_wave.apply_ctf(ctf).intensity().compute(progress_bar=False).array
     gold.cell = atoms.cell
     gold.pbc = True
-    projected = (
-        abtem.Potential(gold, gpts=gpts, slice_thickness=depth, projection="infinite")
-        .build()
-        .project()
-        .compute(progress_bar=False)
-        .array
-    )
+    with abtem.config.set(ABTEM_CONFIG):
+        exit_wave = abtem.PlaneWave(energy=energy).multislice(potential)
+        intensity = exit_wave.apply_ctf(ctf).intensity().compute(progress_bar=False).array
+        projected = (
+            abtem.Potential(gold, gpts=gpts, slice_thickness=depth, projection="infinite")
+            .build()
+            .project()
+            .compute(progress_bar=False)
+            .array
+        )
     sampling = fov / gpts
     smooth = ndimage.gaussian_filter(projected, sigma=1.5 / sampling, mode="wrap")
     mask = ndimage.binary_fill_holes(smooth > 0.1 * smooth.max()) if smooth.max() > 0 else np.zeros_like(smooth, bool)
