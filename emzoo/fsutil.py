@@ -13,19 +13,23 @@ from emzoo.errors import EmzooError
 
 
 @contextmanager
-def new_folder(out: str | Path, flag: str = "--out") -> Iterator[Path]:
+def new_folder(out: str | Path, flag: str = "--out", *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``out`` to fill; it becomes ``out`` only if the block
-    succeeds. ``out`` must not exist or be empty: nothing is ever overwritten."""
+    succeeds. ``out`` must not exist or be empty (nothing is ever overwritten) unless ``replace``,
+    which swaps a previous ``out`` for the new one whole."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if not replace and out.exists() and any(out.iterdir()):
         raise EmzooError(f"{flag} {out}: exists and is not empty; choose a new folder (nothing was overwritten)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         yield tmp
+        old = out.with_name(f".{out.name}.old")
         if out.exists():
-            out.rmdir()
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
         tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -8,8 +8,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from torch import nn
 
 import emzoo.models  # noqa: F401  (registers the architectures)
 from emzoo.errors import EmzooError
+from emzoo.fsutil import new_folder
 from emzoo.zoo import ZOO, ZooEntry, list_models
 
 _log = logging.getLogger(__name__)
@@ -74,23 +73,6 @@ def _test_input(in_chans: int) -> torch.Tensor:
     return torch.randn(1, in_chans, TEST_INPUT_SIZE, TEST_INPUT_SIZE, generator=generator)
 
 
-def _atomic_dir(path: Path):
-    """A temporary sibling folder that replaces ``path`` only once everything is written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-
-
-def _replace_dir(tmp: Path, path: Path) -> None:
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(path)
-
-
 def save_pretrained(
     model: nn.Module,
     save_directory: str | Path,
@@ -108,8 +90,7 @@ def save_pretrained(
     meta["task"] = task or meta.get("task") or "pretext"
     meta["normalization"] = normalization or meta.get("normalization") or "standardize"
     meta["emzoo_version"] = _version()
-    tmp = _atomic_dir(save_directory)
-    try:
+    with new_folder(save_directory, replace=True) as tmp:
         was_training = model.training
         model.eval()
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -126,10 +107,6 @@ def save_pretrained(
 
             config = json.loads((tmp / CONFIG_NAME).read_text())
             (tmp / CARD_NAME).write_text(render_card(config, model=model))
-        _replace_dir(tmp, save_directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     model.emzoo_cfg = meta
     return save_directory
 

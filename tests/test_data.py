@@ -235,7 +235,7 @@ def test_layout_and_value_errors(tmp_path, temimagenet):
 
 def test_simulation_is_the_same_in_every_process():
     """The same seed gives the same bytes in separate processes (abTEM's default FFTW_MEASURE
-    planning did not: its rounding changed and every Poisson draw after it)."""
+    planning did not: its rounding changed, and with it every Poisson draw after it)."""
     import subprocess
     import sys
 

@@ -39,8 +39,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile (auto: long runs)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
     p.add_argument("--report-to", help="an accelerate tracker, e.g. tensorboard")
-    p.add_argument("--sim-n", type=int, default=48, help="images in a --data simulated dataset")
-    p.add_argument("--sim-size", type=int, default=256, help="image size of a --data simulated dataset")
+    _simulated_args(p)
     p.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -121,8 +120,21 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from emzoo.train.trainer import evaluate_model
 
-    metrics = evaluate_model(args.model, args.data, task=args.task, split=args.split, image_size=args.image_size)
+    metrics = evaluate_model(
+        args.model,
+        args.data,
+        task=args.task,
+        split=args.split,
+        image_size=args.image_size,
+        sim_n=args.sim_n,
+        sim_size=args.sim_size,
+    )
     print(json.dumps(metrics, indent=2))
+
+
+def _simulated_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sim-n", type=int, default=48, help="images in a --data simulated dataset")
+    p.add_argument("--sim-size", type=int, default=256, help="image size of a --data simulated dataset")
 
 
 def add_commands(sub) -> None:
@@ -143,6 +155,7 @@ def add_commands(sub) -> None:
     p.add_argument("--task", choices=TASKS[1:], help="default: the model's own task")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--image-size", type=int, help="centre crops of this size (default: whole images)")
+    _simulated_args(p)
     p.set_defaults(func=_cmd_evaluate)
 
 

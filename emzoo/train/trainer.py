@@ -627,8 +627,11 @@ def evaluate_model(
     image_size: int | None = None,
     batch_size: int = 4,
     seed: int = 0,
+    sim_n: int = 48,
+    sim_size: int = 256,
 ) -> dict[str, float]:
-    """Metrics of a trained model on one split of a dataset (``emzoo evaluate``)."""
+    """Metrics of a trained model on one split of a dataset (``emzoo evaluate``); ``sim_n`` and
+    ``sim_size`` pick the ``data="simulated"`` set (the defaults are the training defaults)."""
     import emzoo
     from emzoo.data import load_dataset
 
@@ -636,7 +639,8 @@ def evaluate_model(
     task = task or model.emzoo_cfg.get("task")
     if task is None:
         raise EmzooError(f"--task: {model_name} does not say its task; pass --task")
-    path = resolve_data(TrainConfig(mode="finetune", data=data, output_dir="", task=task))
+    config = TrainConfig(mode="finetune", data=data, output_dir="", task=task, sim_n=sim_n, sim_size=sim_size)
+    path = resolve_data(config)
     ds = load_dataset(path, task, split, image_size=image_size, seed=seed, num_classes=max(model.num_classes, 2))
     loader = DataLoader(ds, batch_size=batch_size if image_size else 1)
     rows = []
