@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -254,7 +255,9 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
             descr = _descr(model, name, stage, min_size, halo, step, weights)
         except ValueError as e:  # pydantic's ValidationError: say which field, on one line
             raise EmzooError(f"BioImage.IO description of {name} is invalid: {' '.join(str(e).split())}") from None
-        summary = test_model(descr)
+        with warnings.catch_warnings():  # bioimageio.core loads the TorchScript weights: deprecation notices
+            warnings.simplefilter("ignore", FutureWarning)
+            summary = test_model(descr)
         if summary.status != "passed":
             raise EmzooError(f"BioImage.IO checks failed for {name}: {_failures(summary)}; nothing written")
         from emzoo.fsutil import new_folder

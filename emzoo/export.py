@@ -57,12 +57,12 @@ def _test_images(in_chans: int, divisor: int) -> list[torch.Tensor]:
 def export_torchscript(model: nn.Module, path: Path) -> float:
     divisor = getattr(model, "size_divisor", 1)
     sample = torch.randn(1, model.in_chans, 4 * divisor, 4 * divisor)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # TorchScript's deprecation notices: the format is what Fiji/deepImageJ read
         warnings.simplefilter("ignore")
         core = torch.jit.trace(_Core(model), sample, check_trace=False)
-    scripted = torch.jit.script(_Padded(core, divisor, getattr(model, "output_scale", 1)))
-    scripted.save(str(path))
-    loaded = torch.jit.load(str(path))
+        scripted = torch.jit.script(_Padded(core, divisor, getattr(model, "output_scale", 1)))
+        scripted.save(str(path))
+        loaded = torch.jit.load(str(path))
     return max(_relative(loaded(x), model(x)) for x in _test_images(model.in_chans, divisor))
 
 
@@ -152,7 +152,8 @@ def export(model_name: str, fmt: str, out: str | Path) -> dict:
     if fmt == "bioimageio":
         from emzoo.bioimage import export_bioimageio
 
-        name = model.emzoo_cfg.get("zoo_name") or Path(model_name.rstrip("/")).name
+        task = model.emzoo_cfg.get("task", "pretext")
+        name = model.emzoo_cfg.get("zoo_name") or f"{model.pretrained_cfg.get('architecture', 'model')}-{task}"
         return export_bioimageio(model, Path(out), name)
     with new_folder(out) as tmp:
         filename = "model.onnx" if fmt == "onnx" else "model.torchscript.pt"
