@@ -96,7 +96,7 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def run_model(models: ModelCache, name: str, path: str, tile: int | None, overlap: int | None, progress=None):
+def run_model(models: ModelCache, name: str, path: str, tile: int | None, overlap: int | None, progress: bool = False):
     """Predict and write the full-resolution TIFF; returns (model, input, result, tiff path, meta)."""
     from emzoo import io
     from emzoo.predict import model_task, output_pixel_size, predict
@@ -107,7 +107,7 @@ def run_model(models: ModelCache, name: str, path: str, tile: int | None, overla
         raise EmzooError("upload an image or pick an example first")
     image, meta = read_upload(path)
     model = models.get(name)
-    result = predict(model, image, tile=tile or None, overlap=overlap or None, progress=False)
+    result = predict(model, image, tile=tile or None, overlap=overlap or None, progress=progress)
     pixel = output_pixel_size(model_task(model), meta.get("pixel_size_nm"))
     out = Path(tempfile.mkdtemp(prefix="emzoo-demo-")) / f"{Path(path).stem}_{model_task(model)}.tif"
     io.write(out, result, {"pixel_size_nm": pixel})
@@ -132,11 +132,13 @@ def build_demo(extra_models: list[str] | None = None):
         except EmzooError as e:
             raise gr.Error(str(e)) from None
 
-    def on_run(name, upload, example, tile, overlap, progress=gr.Progress()):
+    def on_run(name, upload, example, tile, overlap, progress=gr.Progress(track_tqdm=True)):
         path = upload or example
-        progress(0.1, desc="reading and predicting")
+        progress(0.1, desc="reading and predicting")  # then per batch of tiles: predict's tqdm is tracked
         try:
-            model, image, result, tiff, meta = run_model(models, name, path, int(tile or 0), int(overlap or 0))
+            model, image, result, tiff, meta = run_model(
+                models, name, path, int(tile or 0), int(overlap or 0), progress=True
+            )
         except EmzooError as e:
             raise gr.Error(str(e)) from None
         progress(0.9, desc="rendering")
