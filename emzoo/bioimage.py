@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emzoo.errors import EmzooError
+from emzoo.fsutil import new_folder
 from emzoo.models._base import pad_to_multiple
 
 PAPER_URL = "https://arxiv.org/abs/2402.18286"
@@ -142,15 +143,15 @@ def _documentation(model: nn.Module, task: str, method: str, path: Path) -> None
     path.write_text(card.rstrip() + note)
 
 
-def _descr(model: nn.Module, name: str, stage: Path, min_size: int, halo: int, step: int, weights: dict):
-    """The spec-0.5 model description of the files in ``stage``."""
+def _descr(model: nn.Module, name: str, task: str, method: str, stage: Path, axes: dict[str, int], weights: dict):
+    """The spec-0.5 model description of the files in ``stage``; ``axes`` holds the input's
+    ``min_size`` and ``step``, the output's ``halo`` and ``scale`` (output pixels per input pixel)."""
     from bioimageio.spec.model import v0_5 as bio
 
     from emzoo.cards import SUMMARY, tags_for
 
     cfg = getattr(model, "emzoo_cfg", None) or {}
-    task, method = cfg.get("task", "pretext"), cfg.get("normalization", "standardize")
-    scale = 2 if task == "super-res" else 1
+    min_size, step, halo, scale = axes["min_size"], axes["step"], axes["halo"], axes["scale"]
     in_id, out_id = bio.TensorId("raw"), bio.TensorId("output")
     channels = [bio.Identifier("em")]
     out_names = ["particle"] if task == "segment" and model.num_classes == 1 else ["restored"]
@@ -223,7 +224,7 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
     from emzoo.predict import default_margin, model_task, predict
 
     task = model_task(model)
-    cfg = getattr(model, "emzoo_cfg", None) or {}
+    method = (getattr(model, "emzoo_cfg", None) or {}).get("normalization", "standardize")
     if model.in_chans != 1:
         raise EmzooError(f"--model {name}: {model.in_chans} input channels; BioImage.IO export takes 1-channel models")
     net = SuperResolution(model) if task == "super-res" else model
@@ -249,10 +250,10 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
         io.write(stage / "sample_input.tif", image)
         io.write(stage / "sample_output.tif", output[0])
         _cover(image, output[0], stage / "cover.png")
-        _documentation(model, task, cfg.get("normalization", "standardize"), stage / "README.md")
-        shapes = {"input": (1, 1, size, size), "output": (1, *output.shape)}
+        _documentation(model, task, method, stage / "README.md")
+        axes = {"min_size": min_size, "step": step, "halo": halo, "scale": scale}
         try:
-            descr = _descr(model, name, stage, min_size, halo, step, weights)
+            descr = _descr(model, name, task, method, stage, axes, weights)
         except ValueError as e:  # pydantic's ValidationError: say which field, on one line
             raise EmzooError(f"BioImage.IO description of {name} is invalid: {' '.join(str(e).split())}") from None
         with warnings.catch_warnings():  # bioimageio.core loads the TorchScript weights: deprecation notices
@@ -260,8 +261,6 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
             summary = test_model(descr)
         if summary.status != "passed":
             raise EmzooError(f"BioImage.IO checks failed for {name}: {_failures(summary)}; nothing written")
-        from emzoo.fsutil import new_folder
-
         with new_folder(out) as folder:
             save_bioimageio_package_as_folder(descr, output_path=folder)
             (folder / "rdf.yaml").rename(folder / "bioimageio.yaml")
@@ -274,6 +273,6 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
         "zip": zip_name,
         "max_rel_diff_vs_pytorch": max(diffs.values()),
         "bioimageio_core_checks": summary.status,
-        "test_tensor_shape": {"input": list(shapes["input"]), "output": list(shapes["output"])},
+        "test_tensor_shape": {"input": [1, 1, size, size], "output": [1, *output.shape]},
         "halo": halo,
     }

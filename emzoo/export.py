@@ -121,15 +121,13 @@ def onnx_session(model: nn.Module):
     arch = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
     path = cache_root() / "onnx" / f"{arch}-{state_hash(model)[:16]}.onnx"
     if not path.is_file():
-        if next(model.parameters()).device.type != "cpu":
-            import copy
+        import copy
 
-            model = copy.deepcopy(model).cpu()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            with torch.no_grad():
-                diff = export_onnx(model.float().eval(), tmp)
+            with torch.no_grad():  # a CPU float32 eval copy: the caller's model stays as it is
+                diff = export_onnx(copy.deepcopy(model).cpu().float().eval(), tmp)
             if not diff <= RTOL:
                 raise EmzooError(f"ONNX export of {arch} differs from PyTorch by {diff:.2e} relative (> {RTOL})")
             os.replace(tmp, path)

@@ -25,7 +25,7 @@ from emzoo.normalize import norm_params
 
 HRNET_MARGIN = 64  # pixels; HRNet's field spans the whole tile, this keeps seams invisible
 RAMP = 32  # width of the blending ramp beyond the margins
-MAX_TILE = 2400  # pixels; a default tile never exceeds this side
+MAX_TILE = 2400  # pixels; default tiles stay near this side (at most ~10% over, to avoid a sliver row)
 TILE_BATCH_PIXELS = 2400 * 2400  # pixels per forward pass (U-Nets: ~0.2 GB of activations per megapixel)
 HRNET_BATCH_PIXELS = 1024 * 1024  # HRNet keeps full-resolution branches: ~6x the memory per pixel
 ENGINES = ("torch", "onnxruntime")
@@ -54,7 +54,8 @@ def default_margin(model: nn.Module) -> int:
 
 def default_tile(model: nn.Module, margin: int, length: int | None = None) -> int:
     """The tile side: big enough that the discarded margins cost little (about 10 margins, at
-    least 512), then shrunk so tiles split ``length`` evenly instead of leaving a sliver."""
+    least 512, about ``MAX_TILE`` at most), then resized so tiles split ``length`` evenly: smaller,
+    or up to ~10% larger where that saves a whole row of tiles."""
     divisor = getattr(model, "size_divisor", 1)
     context = 2 * margin + (0 if getattr(model, "receptive_field", None) else RAMP)
     largest = min(max(512, _round_up(10 * margin, divisor)), MAX_TILE)
@@ -138,11 +139,8 @@ def _runner(model: nn.Module, engine: str, channels_last: bool) -> Callable[[np.
 
         session = onnx_session(model)
         return lambda batch: session.run(None, {"image": np.ascontiguousarray(batch)})[0]
-    if engine != "torch":
-        raise EmzooError(f"--engine {engine}: expected one of {', '.join(ENGINES)}")
-    net = fold_batchnorm(model) if not model.training else model
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = net.to(memory_format=fmt)
+    net = fold_batchnorm(model).to(memory_format=fmt)  # an eval-mode copy: the caller's model stays as it is
     device = next(model.parameters()).device
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -189,7 +187,8 @@ def predict(
     if task == "super-res":
         x = F.interpolate(torch.from_numpy(x)[None, None], scale_factor=2, mode="bicubic", align_corners=False)[0, 0]
         x = x.numpy()
-    run = _runner(model, engine, channels_last)
+    if engine not in ENGINES:
+        raise EmzooError(f"--engine {engine}: expected one of {', '.join(ENGINES)}")
     divisor = getattr(model, "size_divisor", 1)
     margin = default_margin(model)
     if overlap is not None:
@@ -198,7 +197,7 @@ def predict(
     if tile is None:  # images within the pixel budget run whole: no margins to recompute
         tile = 0 if h * w <= pixel_budget(model) else default_tile(model, margin, max(h, w))
     if tile == 0 or (h <= tile and w <= tile):
-        result = run(x[None, None])[0]
+        result = _runner(model, engine, channels_last)(x[None, None])[0]
     else:
         if tile % divisor:
             raise EmzooError(f"--tile {tile}: must be a multiple of {divisor} (the model's pooling grid)")
@@ -208,6 +207,7 @@ def predict(
                 f"{_round_up(2 * margin + RAMP + divisor, divisor)}"
             )
         batch_size = batch_size or default_batch(model, tile)
+        run = _runner(model, engine, channels_last)
         # exact models (a known receptive field): each tile keeps its centre, margins dropped;
         # otherwise (HRNet) overlapping tiles are blended with a raised-cosine window
         stitch = getattr(model, "receptive_field", None) is not None

@@ -194,3 +194,13 @@ def test_onnxruntime_engine_matches_torch_and_is_cached(tmp_path, monkeypatch):
     assert cached[0].stat().st_mtime_ns == stamp  # same weights: no second export
     with pytest.raises(EmzooError, match="--engine"):
         predict(model, image, engine="tensorrt")
+
+
+def test_predict_runs_in_eval_mode_and_leaves_the_model_alone():
+    model = trained_model("emzoo_unet_2_44")
+    image = RNG.normal(size=(96, 80)).astype(np.float32)
+    ref = predict(model, image)
+    model.train()
+    out = predict(model, image)  # batch statistics would change the output
+    assert model.training
+    np.testing.assert_allclose(out, ref, atol=1e-5)
