@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -10,6 +11,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from emzoo.errors import EmzooError
+
+
+def atomic_write(path: str | Path, write_fn) -> Path:
+    """Write one file through ``write_fn(tmp_path)`` into a hidden sibling, then rename it into
+    place: readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 @contextmanager
@@ -38,3 +59,11 @@ def new_folder(out: str | Path, flag: str = "--out", *, replace: bool = False) -
 def cache_root() -> Path:
     """emzoo's own cache (simulated data, ONNX Runtime graphs): ``$EMZOO_CACHE`` or ~/.cache/emzoo."""
     return Path(os.environ.get("EMZOO_CACHE", Path.home() / ".cache" / "emzoo"))
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -20,7 +20,7 @@ from torch import nn
 
 import emzoo.models  # noqa: F401  (registers the architectures)
 from emzoo.errors import EmzooError
-from emzoo.fsutil import new_folder
+from emzoo.fsutil import new_folder, sha256_file
 from emzoo.zoo import ZOO, ZooEntry, list_models
 
 _log = logging.getLogger(__name__)
@@ -80,20 +80,33 @@ def save_pretrained(
     task: str | None = None,
     normalization: str | None = None,
     card: bool = True,
+    weights_dtype: str = "float32",
     **emzoo_fields: Any,
 ) -> Path:
     """Write a Hub-ready folder atomically: config.json (timm's format plus an ``emzoo`` block),
-    model.safetensors, a test input/output pair that must reproduce on load, and a model card."""
+    model.safetensors, a test input/output pair that must reproduce on load, and a model card.
+
+    ``weights_dtype="float16"`` stores half the bytes; the model's own weights are rounded to it
+    first, so the test pair is what the stored weights (read back as float32) give."""
+    if weights_dtype not in ("float32", "float16"):
+        raise EmzooError(f"weights_dtype {weights_dtype!r}: expected 'float32' or 'float16'")
     save_directory = Path(save_directory)
     meta = emzoo_cfg(model)
     meta.update({k: v for k, v in emzoo_fields.items() if v is not None})
     meta["task"] = task or meta.get("task") or "pretext"
     meta["normalization"] = normalization or meta.get("normalization") or "standardize"
     meta["emzoo_version"] = _version()
+    meta["weights_dtype"] = weights_dtype
     with new_folder(save_directory, replace=True) as tmp:
         was_training = model.training
         model.eval()
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        if weights_dtype == "float16":
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+            with torch.no_grad():
+                for key, value in model.state_dict().items():
+                    if value.is_floating_point():
+                        value.copy_(state[key].float())
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
         save_config_for_hf(model, tmp / CONFIG_NAME, model_config={"emzoo": meta})
         x = _test_input(model.in_chans)
@@ -203,9 +216,10 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
             )
         raise EmzooError(f"{folder}: no {WEIGHTS_NAME}")
     try:
-        return load_file(weights)
+        state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as e:
         raise EmzooError(f"{weights}: not a readable safetensors file ({e}); download it again") from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # float16 files: float32
 
 
 def adapt_first_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
@@ -317,9 +331,12 @@ def load(
     """
     name = str(name_or_path)
     path = Path(name).expanduser()
+    entry = resolve_entry(name)
     if path.is_dir():
         folder = path
-    elif resolve_entry(name) is not None or name.startswith(HF_PREFIX):
+    elif entry is not None:
+        folder = locate(entry, revision=revision, cache_dir=cache_dir)
+    elif name.startswith(HF_PREFIX):
         folder = download(name, revision=revision, cache_dir=cache_dir)
     elif path.suffix in PICKLE_SUFFIXES and path.exists():
         raise EmzooError(f"{path}: pickle files are never loaded; emzoo reads safetensors folders only")
@@ -328,11 +345,46 @@ def load(
     else:
         hint = _suggest(name, list_models() + timm.list_models("emzoo_*"))
         raise EmzooError(f"unknown model '{name}'{hint} (see `emzoo list`; folders and hf-hub:ORG/NAME work too)")
+    if entry is not None and entry.sha256 and not path.is_dir():
+        check_pinned(entry, folder)
     model = load_folder(folder, num_classes=num_classes, in_chans=in_chans, verify=verify, device=device)
-    entry = resolve_entry(name)
     if entry is not None:
         model.emzoo_cfg.setdefault("zoo_name", entry.name)
     return model
+
+
+def _from_hf_cache(entry: ZooEntry, revision: str | None, cache_dir) -> Path | None:
+    """The entry's snapshot in the user's Hugging Face cache, if it holds one (no network)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(entry.hub_id, revision=revision or entry.revision, cache_dir=cache_dir,
+                                   allow_patterns=HUB_FILES, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return Path(folder) if (Path(folder) / WEIGHTS_NAME).is_file() else None
+
+
+def locate(entry: ZooEntry, revision: str | None = None, cache_dir=None) -> Path:
+    """Where a zoo entry's weights are read from: the user's Hugging Face cache when it holds
+    the repo, else the folder that ships with emzoo, else a download from the Hub."""
+    cached = _from_hf_cache(entry, revision, cache_dir)
+    if cached is not None:
+        return cached
+    if entry.shipped_folder is not None and revision in (None, entry.revision):
+        return entry.shipped_folder
+    return download(entry.name, revision=revision, cache_dir=cache_dir)
+
+
+def check_pinned(entry: ZooEntry, folder: Path) -> None:
+    """The weights file must be the one the registry pins (a changed or corrupt file is refused)."""
+    weights = folder / WEIGHTS_NAME
+    if weights.is_file() and sha256_file(weights) != entry.sha256:
+        raise EmzooError(
+            f"{weights}: sha256 differs from the one pinned for '{entry.name}' in the registry; the file is "
+            "corrupt or was changed (delete it and download again, or reinstall emzoo)"
+        )
 
 
 def info(name: str) -> dict:
@@ -351,5 +403,7 @@ def _cached_location(entry: ZooEntry) -> str:
     found = try_to_load_from_cache(entry.hub_id, WEIGHTS_NAME, revision=entry.revision)
     if isinstance(found, str):
         return f"in the local Hugging Face cache: {Path(found).parent}"
+    if entry.shipped_folder is not None:
+        return f"shipped with emzoo: {entry.shipped_folder} (sha256 {entry.sha256[:12]}...)"
     status = "published" if entry.published else "not published yet"
     return f"not in the local cache; {status} on the Hub as {entry.hub_id}@{entry.revision}"

@@ -4,14 +4,13 @@ mrcfile, rosettasciio). Everything comes back as float32 with the pixel size in 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from emzoo.errors import EmzooError
+from emzoo.fsutil import atomic_write
 
 FORMATS = {
     ".png": "png",
@@ -183,19 +182,6 @@ def check_image(array: np.ndarray, name: str | Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- write
-def _atomic_write(path: Path, write_fn) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def to_uint8(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
     """An 8-bit preview by robust percentile scaling."""
     lo, hi = np.percentile(array, [low, high])
@@ -219,7 +205,7 @@ def write(path: str | Path, array: np.ndarray, meta: dict | None = None, *, dtyp
         kwargs: dict[str, Any] = {"imagej": data.dtype != np.float64, "metadata": {"unit": "nm"} if pixel else {}}
         if pixel:
             kwargs["resolution"] = (1.0 / pixel, 1.0 / pixel)
-        return _atomic_write(path, lambda tmp: tifffile.imwrite(tmp, data, **kwargs))
+        return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, data, **kwargs))
     if fmt == "png":
         from PIL import Image
 
@@ -227,9 +213,9 @@ def write(path: str | Path, array: np.ndarray, meta: dict | None = None, *, dtyp
             data = array.astype(dtype)
         else:
             data = to_uint8(array)
-        return _atomic_write(path, lambda tmp: Image.fromarray(data).save(tmp, format="PNG"))
+        return atomic_write(path, lambda tmp: Image.fromarray(data).save(tmp, format="PNG"))
     if fmt == "npy":
-        return _atomic_write(path, lambda tmp: np.save(tmp, array.astype(np.float32)))
+        return atomic_write(path, lambda tmp: np.save(tmp, array.astype(np.float32)))
     if fmt == "mrc":
         import mrcfile
 
@@ -239,5 +225,5 @@ def write(path: str | Path, array: np.ndarray, meta: dict | None = None, *, dtyp
                 if meta.get("pixel_size_nm"):
                     mrc.voxel_size = meta["pixel_size_nm"] * 10.0
 
-        return _atomic_write(path, _mrc)
+        return atomic_write(path, _mrc)
     raise EmzooError(f"{path}: emzoo writes TIFF, PNG, MRC and NPY; got '{path.suffix}'")

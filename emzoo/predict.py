@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from emzoo.errors import EmzooError
+from emzoo.fsutil import atomic_write_text
+from emzoo.inference.particles import analyze_particles, write_csv, write_histogram
+from emzoo.inference.scale import resample, working_scale
 from emzoo.normalize import norm_params
 
 HRNET_MARGIN = 64  # pixels; HRNet's field spans the whole tile, this keeps seams invisible
@@ -29,6 +32,7 @@ MAX_TILE = 2400  # pixels; default tiles stay near this side (at most ~10% over,
 TILE_BATCH_PIXELS = 2400 * 2400  # pixels per forward pass (U-Nets: ~0.2 GB of activations per megapixel)
 HRNET_BATCH_PIXELS = 1024 * 1024  # HRNet keeps full-resolution branches: ~6x the memory per pixel
 ENGINES = ("torch", "onnxruntime")
+OUTPUTS = ("auto", "logits", "probability", "mask")
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -163,8 +167,13 @@ def predict(
     progress: bool = False,
     channels_last: bool = True,
     engine: str = "torch",
+    pixel_size: float | None = None,
 ) -> np.ndarray:
     """Run ``model`` over a 2-D image of any size; numpy in, numpy out.
+
+    ``pixel_size`` (nm/px): when it lies outside the pixel-size range the model was trained at,
+    the image is resampled to the model's scale and the output brought back to the input's grid
+    (2x for super-resolution); unknown, it is assumed to fit (with a one-line warning).
 
     ``output``: ``auto`` gives the restored image in the input's units for restoration tasks,
     particle probabilities for segmentation; ``logits`` gives raw network outputs; ``mask``
@@ -178,12 +187,19 @@ def predict(
         raise EmzooError(f"image of shape {image.shape}; expected a 2-D array (one micrograph)")
     if not np.isfinite(image).all():
         raise EmzooError("image has NaN/Inf pixels; expected finite values")
+    if output not in OUTPUTS:
+        raise EmzooError(f"output {output!r}: expected one of {', '.join(OUTPUTS)}")
     task = model_task(model)
+    zoom = working_scale(model, pixel_size)
     method = normalization or (getattr(model, "emzoo_cfg", None) or {}).get("normalization", "standardize")
     params = norm_params(image, method)
     x = image.astype(np.float32)  # one working copy, normalised in place: memory grows with the image only
     x -= params[0]
     x /= params[1]
+    native_shape = x.shape
+    if zoom != 1.0:
+        scaled = (max(8, round(x.shape[0] / zoom)), max(8, round(x.shape[1] / zoom)))
+        x = resample(x, scaled)
     if task == "super-res":
         x = F.interpolate(torch.from_numpy(x)[None, None], scale_factor=2, mode="bicubic", align_corners=False)[0, 0]
         x = x.numpy()
@@ -242,48 +258,28 @@ def predict(
         if weight is not None:
             acc /= np.maximum(weight, 1e-12)
         result = acc
+    if zoom != 1.0:  # back to the input's grid (2x for super-resolution)
+        factor = 2 if task == "super-res" else 1
+        result = resample(result, (factor * native_shape[0], factor * native_shape[1]))
     return _finish(result, task, output, params)
 
 
 def _finish(result: np.ndarray, task: str, output: str, params: tuple[float, float]) -> np.ndarray:
-    if output not in ("auto", "logits", "mask", "probability"):
-        raise EmzooError(f"--output {output}: expected auto, logits, probability or mask")
     if output == "logits":
         return result if result.shape[0] > 1 else result[0]
     if task == "segment":
+        from scipy.special import expit, softmax
+
         if result.shape[0] == 1:
-            prob = 1.0 / (1.0 + np.exp(-result[0]))
+            prob = expit(result[0])
             return (prob > 0.5).astype(np.uint8) if output == "mask" else prob.astype(np.float32)
         if output == "mask":
             return result.argmax(0).astype(np.uint8)
-        e = np.exp(result - result.max(0, keepdims=True))
-        return (e / e.sum(0, keepdims=True)).astype(np.float32)
+        return softmax(result, axis=0).astype(np.float32)
     restored = result[0]
     restored *= params[1]  # back to the input's units, in place
     restored += params[0]
     return restored
-
-
-def measure_particles(mask: np.ndarray, pixel_size_nm: float | None = None) -> list[dict]:
-    """Per-particle measurements of a binary mask: area and equivalent diameter (in nm when the
-    pixel size is known), centroid."""
-    from scipy import ndimage
-
-    labels, n = ndimage.label(mask > 0)
-    if n == 0:
-        return []
-    index = np.arange(1, n + 1)
-    areas = ndimage.sum_labels(np.ones_like(labels), labels, index)
-    centroids = ndimage.center_of_mass(mask > 0, labels, index)
-    rows = []
-    for i, (area, (cy, cx)) in enumerate(zip(areas, centroids), start=1):
-        row = {"particle": i, "area_px": int(area), "centroid_y": round(cy, 2), "centroid_x": round(cx, 2)}
-        row["equivalent_diameter_px"] = round(2 * math.sqrt(area / math.pi), 3)
-        if pixel_size_nm:
-            row["area_nm2"] = round(area * pixel_size_nm**2, 4)
-            row["equivalent_diameter_nm"] = round(row["equivalent_diameter_px"] * pixel_size_nm, 4)
-        rows.append(row)
-    return rows
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -305,7 +301,6 @@ def _inputs(paths: list[str]) -> list[Path]:
 
 
 def _cmd_predict(args) -> None:
-    import csv
     import json
 
     from tqdm.auto import tqdm
@@ -324,6 +319,7 @@ def _cmd_predict(args) -> None:
     task = model_task(model)
     out.mkdir(parents=True, exist_ok=True)
     skipped, written = [], 0
+    summaries: dict[str, dict] = {}
     for path in tqdm(files, desc="predict", unit="img", disable=args.quiet):
         try:
             image, meta = io.read(path)
@@ -336,6 +332,7 @@ def _cmd_predict(args) -> None:
                 batch_size=args.batch_size,
                 output=args.output,
                 engine=args.engine,
+                pixel_size=args.pixel_size or meta.get("pixel_size_nm"),
             )
         except EmzooError as e:
             if not args.skip_bad:
@@ -343,21 +340,28 @@ def _cmd_predict(args) -> None:
             skipped.append(str(e))
             continue
         stem = out / path.stem
-        pixel = output_pixel_size(task, meta.get("pixel_size_nm"))
+        source_pixel = args.pixel_size or meta.get("pixel_size_nm")
+        pixel = output_pixel_size(task, source_pixel)
         io.write(stem.with_suffix(".tif"), result, {"pixel_size_nm": pixel})
         if args.png:
             io.write(stem.with_suffix(".png"), result)
-        if task == "segment":
-            mask = result if args.output == "mask" else (result > 0.5)
-            rows = measure_particles(mask, pixel)
-            with open(stem.with_name(stem.name + "_particles.csv"), "w", newline="") as fh:
-                fields = ["particle", "area_px", "equivalent_diameter_px", "centroid_y", "centroid_x"]
-                fields += ["area_nm2", "equivalent_diameter_nm"] if pixel else []
-                writer = csv.DictWriter(fh, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(rows)
+        if task == "segment" and args.output != "logits":  # logits are not probabilities
+            report = analyze_particles(
+                result,
+                pixel,
+                min_area_nm2=args.min_area_nm2,
+                split_touching=not args.no_split,
+                exclude_border=args.exclude_border,
+            )
+            write_csv(stem.with_name(stem.name + "_particles.csv"), report.rows, pixel)
+            write_histogram(stem.with_name(stem.name + "_sizes.png"), report.rows, pixel, title=path.name)
+            summaries[path.name] = report.summary
         written += 1
     report = {"written": written, "skipped": skipped, "output_dir": str(out)}
+    if summaries:
+        io_summary = out / "particles_summary.json"
+        atomic_write_text(io_summary, json.dumps(summaries, indent=2))
+        report["particles"] = summaries
     if skipped:
         (out / "skipped.json").write_text(json.dumps(skipped, indent=2))
     print(json.dumps(report, indent=2))
@@ -377,6 +381,13 @@ def add_commands(sub) -> None:
     p.add_argument("--output", default="auto", choices=("auto", "probability", "mask", "logits"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
     p.add_argument("--png", action="store_true", help="also write an 8-bit PNG preview")
+    p.add_argument(
+        "--pixel-size", type=float, help="nm per pixel (default: from the file); images outside the model's "
+        "range are resampled to its scale and back"
+    )
+    p.add_argument("--min-area-nm2", type=float, help="smallest particle kept (default: 0.6 nm across)")
+    p.add_argument("--exclude-border", action="store_true", help="drop particles cut by the image border")
+    p.add_argument("--no-split", action="store_true", help="do not split touching particles (watershed)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files and report them")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict, inputs_are_outputs_ok=False)

@@ -39,9 +39,18 @@ def reachable_models(extra: list[str] | None = None) -> list[str]:
 
     names = [str(p) for p in extra or []]
     for entry in ZOO.values():
-        if isinstance(try_to_load_from_cache(entry.hub_id, WEIGHTS_NAME, revision=entry.revision), str):
+        cached = isinstance(try_to_load_from_cache(entry.hub_id, WEIGHTS_NAME, revision=entry.revision), str)
+        if cached or entry.shipped_folder is not None:
             names.append(entry.name)
     return names
+
+
+def choice_label(name: str) -> str:
+    """How the model picker shows a name: grouped by task."""
+    from emzoo.zoo import ZOO
+
+    entry = ZOO.get(name)
+    return f"{entry.task} · {name}" if entry else name
 
 
 class ModelCache:
@@ -107,7 +116,10 @@ def run_model(models: ModelCache, name: str, path: str, tile: int | None, overla
         raise EmzooError("upload an image or pick an example first")
     image, meta = read_upload(path)
     model = models.get(name)
-    result = predict(model, image, tile=tile or None, overlap=overlap or None, progress=progress)
+    result = predict(
+        model, image, tile=tile or None, overlap=overlap or None, progress=progress,
+        pixel_size=meta.get("pixel_size_nm"),
+    )
     pixel = output_pixel_size(model_task(model), meta.get("pixel_size_nm"))
     out = Path(tempfile.mkdtemp(prefix="emzoo-demo-")) / f"{Path(path).stem}_{model_task(model)}.tif"
     io.write(out, result, {"pixel_size_nm": pixel})
@@ -117,11 +129,15 @@ def run_model(models: ModelCache, name: str, path: str, tile: int | None, overla
 def build_demo(extra_models: list[str] | None = None):
     import gradio as gr
 
+    from emzoo.inference.particles import analyze_particles
     from emzoo.io import to_uint8
-    from emzoo.predict import measure_particles, model_task
+    from emzoo.predict import model_task
 
     models = ModelCache()
-    choices = reachable_models(extra_models)
+    names = reachable_models(extra_models)
+    task_order = {"segment": 0, "denoise": 1, "bg-removal": 2, "super-res": 3, "pretext": 4}
+    names.sort(key=lambda n: (task_order.get(choice_label(n).split(" · ")[0], 5), n))
+    choices = [(choice_label(n), n) for n in names]
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.tif"))
 
     def on_model(name: str) -> str:
@@ -144,11 +160,13 @@ def build_demo(extra_models: list[str] | None = None):
         progress(0.9, desc="rendering")
         task = model_task(model)
         if task == "segment":
-            mask = result > 0.5
-            particles = measure_particles(mask, meta.get("pixel_size_nm"))
-            summary = f"{len(particles)} particles · area fraction {mask.mean():.3f}"
-            if meta.get("pixel_size_nm") and particles:
-                summary += f" · mean diameter {np.mean([p['equivalent_diameter_nm'] for p in particles]):.2f} nm"
+            report = analyze_particles(result, meta.get("pixel_size_nm"))
+            mask = report.labels > 0
+            stats = report.summary
+            summary = f"{stats['count']} particles · area fraction {stats['area_fraction']:.3f}"
+            if stats.get("mean_diameter_nm"):
+                summary += f" · mean diameter {stats['mean_diameter_nm']:.2f} nm"
+                summary += f" (median {stats['median_diameter_nm']:.2f} nm)"
             before_after = None
             seg_view = overlay(image, mask)
             mask_view = (mask * 255).astype(np.uint8)
@@ -175,7 +193,7 @@ def build_demo(extra_models: list[str] | None = None):
         with gr.Row():
             with gr.Column(scale=1):
                 model_box = gr.Dropdown(
-                    choices=choices, value=choices[0] if choices else None, label="Model", allow_custom_value=True
+                    choices=choices, value=names[0] if names else None, label="Model", allow_custom_value=True
                 )
                 about = gr.Markdown()
                 upload = gr.File(label="Micrograph (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)", type="filepath")

@@ -18,7 +18,8 @@ import emzoo
 from emzoo import EmzooError
 from emzoo import io as emzoo_io
 from emzoo.export import export
-from emzoo.predict import default_margin, measure_particles, predict
+from emzoo.inference.particles import analyze_particles
+from emzoo.predict import default_margin, predict
 from emzoo.zoo import UNET_POOLS
 from tests.conftest import trained_model
 
@@ -76,7 +77,7 @@ def test_measure_particles():
     mask = np.zeros((40, 40), np.uint8)
     mask[5:15, 5:15] = 1
     mask[25:29, 20:24] = 1
-    rows = measure_particles(mask, pixel_size_nm=0.5)
+    rows = sorted(analyze_particles(mask, pixel_size_nm=0.5).rows, key=lambda r: -r["area_px"])
     assert [r["area_px"] for r in rows] == [100, 16]
     assert rows[0]["area_nm2"] == pytest.approx(25.0)
     assert rows[1]["equivalent_diameter_nm"] == pytest.approx(2 * np.sqrt(16 / np.pi) * 0.5, rel=1e-3)

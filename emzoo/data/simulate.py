@@ -365,3 +365,6 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
+    from emzoo.cli.corpus import add_data_commands
+
+    add_data_commands(data_sub)

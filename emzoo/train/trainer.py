@@ -127,6 +127,13 @@ def resolve_data(cfg: TrainConfig, split_task: str | None = None) -> Path:
         from emzoo.data.simulate import simulated
 
         return simulated(split_task or cfg.task, n=cfg.sim_n, size=cfg.sim_size, seed=0, progress=cfg.progress)
+    if cfg.data == "corpus" or cfg.data.startswith("corpus:"):
+        from emzoo.data.corpus import default_corpus
+
+        path = default_corpus(progress=cfg.progress) / cfg.data.partition(":")[2]
+        if not path.is_dir():
+            raise EmzooError(f"--data {cfg.data}: no such corpus folder (pretext, restore, segment/tem, segment/stem)")
+        return path
     path = Path(cfg.data).expanduser()
     if not path.exists():
         raise EmzooError(f"--data {cfg.data}: no such file or folder (or use --data simulated)")

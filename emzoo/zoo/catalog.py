@@ -6,8 +6,12 @@ and the Space read it.
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"  # trained folders that ship with emzoo
+PINS_FILE = Path(__file__).resolve().with_name("shipped.json")  # name -> sha256 of model.safetensors
 HUB_ORG = "emzoo"
 HUB_REVISION = "v1.0"
 LICENSE = "mit"
@@ -52,6 +56,10 @@ class Recipe:
     corruption: dict = field(default_factory=dict)
     augmentation: tuple[str, ...] = ()
     notes: str = ""
+    max_steps: int | None = None  # a step budget instead of epochs (the shipped CPU builds)
+    ndf: int = 64  # PatchGAN width
+    subset: str | None = None  # the corpus folder it trains on (emzoo data corpus)
+    modality: str = "EM"
 
 
 # Default corruption strengths (the paper names the corruptions but not their strengths).
@@ -104,6 +112,74 @@ RECIPES: dict[str, Recipe] = {
     )
 }
 
+# The shipped checkpoints: trained by `emzoo zoo build` on emzoo's simulated corpus on a 2-core CPU.
+# Budgets are steps, sized so the whole build takes under two hours there (see README, "The zoo"):
+# the HRNet-W18-small checkpoints (~10x a U-Net's step time on a CPU) get a quarter of the U-Nets' steps.
+HRNET_CPU_STEPS = {"pretext": 500, "finetune": 500}
+EMSIM_DATA = "emzoo's simulated materials-EM corpus (`emzoo data corpus`: HRTEM, HAADF/ADF/ABF/BF-STEM)"
+EMSIM_RECIPES = (
+    Recipe(
+        name="pix2pix-emsim",
+        task="pretext",
+        data=EMSIM_DATA + ", every modality, unlabeled",
+        loss="LSGAN + 100 * L1 (conditional PatchGAN discriminator, 16 base channels)",
+        epochs=1,
+        batch_size=8,
+        image_size=128,
+        l1_lambda=100.0,
+        corruption=DEFAULT_CORRUPTION,
+        augmentation=("flip", "rot90"),
+        max_steps=1000,
+        ndf=16,
+        subset="pretext",
+        modality="HRTEM, HAADF/ADF/ABF/BF-STEM",
+    ),
+    Recipe(
+        name="emsim-hrtem-seg",
+        task="segment",
+        data=EMSIM_DATA + ": HRTEM of Au/Pt/Pd/Ag/Cu nanoparticles, supports and crystals",
+        loss="binary cross-entropy",
+        epochs=1,
+        batch_size=8,
+        image_size=128,
+        augmentation=("random-crop", "noise", "flip", "rot90", "resize"),
+        max_steps=2000,
+        subset="segment/tem",
+        modality="HRTEM",
+    ),
+    Recipe(
+        name="emsim-haadf-seg",
+        task="segment",
+        data=EMSIM_DATA + ": HAADF/ADF-STEM of nanoparticles (bright), supports and crystals",
+        loss="binary cross-entropy",
+        epochs=1,
+        batch_size=8,
+        image_size=128,
+        augmentation=("random-crop", "noise", "flip", "rot90", "resize"),
+        max_steps=2000,
+        subset="segment/stem",
+        modality="HAADF/ADF-STEM",
+    ),
+    *(
+        Recipe(
+            name=f"emsim-{task}",
+            task=task,
+            data=EMSIM_DATA + ", every modality, noisy input and clean targets",
+            loss="L1 + L2",
+            epochs=1,
+            batch_size=8,
+            image_size=128,
+            augmentation=("random-crop", "flip", "rot90"),
+            max_steps=2000,
+            subset="restore",
+            modality="HRTEM, HAADF/ADF/ABF/BF-STEM",
+        )
+        for task in ("denoise", "bg-removal", "super-res")
+    ),
+)
+RECIPES.update({r.name: r for r in EMSIM_RECIPES})
+SEG_RECIPES = {"hrtem-seg": "emsim-hrtem-seg", "haadf-seg": "emsim-haadf-seg"}
+
 TASK_PIPELINE = {
     "pretext": "image-to-image",
     "segment": "image-segmentation",
@@ -130,6 +206,14 @@ class ZooEntry:
     modality: str = "EM"
     license: str = LICENSE
     published: bool = False
+    sha256: str | None = None  # of model.safetensors, for the checkpoints that ship with emzoo
+    max_steps: int | None = None  # this checkpoint's step budget, when it differs from its recipe's
+
+    @property
+    def shipped_folder(self) -> Path | None:
+        """The trained folder in this installation, if the entry ships with emzoo."""
+        folder = SHIPPED_DIR / self.name
+        return folder if self.sha256 and (folder / "model.safetensors").is_file() else None
 
     @property
     def hub_id(self) -> str:
@@ -147,6 +231,7 @@ class ZooEntry:
         info = asdict(self)
         info.update(hub_id=self.hub_id, revision=self.revision, timm_name=self.timm_name)
         info["recipe"] = asdict(RECIPES[self.recipe])
+        info["shipped"] = self.shipped_folder is not None
         return info
 
 
@@ -200,7 +285,58 @@ def _build_entries() -> dict[str, ZooEntry]:
         )
         for task in ("denoise", "bg-removal", "super-res")
     ]
-    return {e.name: e for e in pretrained + finetuned}
+    return {e.name: e for e in pretrained + finetuned + _emsim_entries()}
+
+
+def _pins() -> dict[str, str]:
+    return json.loads(PINS_FILE.read_text()) if PINS_FILE.is_file() else {}
+
+
+def _emsim_entries() -> list[ZooEntry]:
+    """The checkpoints trained on the simulated corpus: what `emzoo zoo build` makes and ships."""
+    pins = _pins()
+    pretext_recipe = RECIPES["pix2pix-emsim"]
+    bases = [(f"unet-{b}-{rf}", f"emzoo_unet_{b}_{rf}") for b, rf in UNET_POOLS] + [
+        ("hrnet-w18-small", "emzoo_hrnet_w18_small")
+    ]
+
+    def budget(arch: str, kind: str) -> int | None:
+        return HRNET_CPU_STEPS[kind] if arch.startswith("emzoo_hrnet") else None
+
+    entries = [
+        ZooEntry(
+            name=f"{label}-emsim",
+            arch=arch,
+            tag="emsim",
+            task="pretext",
+            recipe=pretext_recipe.name,
+            modality=pretext_recipe.modality,
+            max_steps=budget(arch, "pretext"),
+        )
+        for label, arch in bases
+    ]
+    finetunes = {
+        "unet-4-424": [*SEG_RECIPES, "denoise", "bg-removal", "super-res"],
+        "hrnet-w18-small": [*SEG_RECIPES, "denoise", "bg-removal", "super-res"],
+        "unet-2-44": ["hrtem-seg"],
+    }
+    archs = dict(bases)
+    for label, kinds in finetunes.items():
+        for kind in kinds:
+            recipe = RECIPES[SEG_RECIPES.get(kind, f"emsim-{kind}")]
+            entries.append(
+                ZooEntry(
+                    name=f"{label}-emsim-{kind}",
+                    arch=archs[label],
+                    tag=f"emsim-{kind}",
+                    task=recipe.task,
+                    recipe=recipe.name,
+                    base_model=f"{label}-emsim",
+                    modality=recipe.modality,
+                    max_steps=budget(archs[label], "finetune"),
+                )
+            )
+    return [ZooEntry(**{**asdict(e), "sha256": pins.get(e.name), "published": False}) for e in entries]
 
 
 ZOO: dict[str, ZooEntry] = _build_entries()
@@ -229,4 +365,6 @@ def pretrained_cfgs(arch: str, **base_cfg) -> dict[str, dict]:
             description=f"{entry.task} ({entry.recipe})",
             paper_ids=PAPER_ID,
         )
+        if entry.shipped_folder is not None:  # timm reads the shipped file, offline
+            cfgs[entry.timm_name]["file"] = str(entry.shipped_folder / "model.safetensors")
     return cfgs

@@ -61,6 +61,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emzoo.publish",
     "emzoo.space",
     "emzoo.reproduce",
+    "emzoo.cli.zoo",
 )
 
 

@@ -1,0 +1,27 @@
+"""`emzoo zoo build`: train the checkpoints that ship with emzoo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _cmd_build(args: argparse.Namespace) -> None:
+    from emzoo.zoo.build import build, is_built, shipped_entries
+
+    if args.list:
+        for entry in shipped_entries():
+            print(f"{entry.name:<36} {'built' if is_built(entry) else 'to build'}")
+        return
+    print(json.dumps(build(args.names or None, runs=args.runs, progress=not args.quiet), indent=2))
+
+
+def add_commands(sub) -> None:
+    zoo = sub.add_parser("zoo", help="the zoo's shipped checkpoints")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", metavar="COMMAND", required=True)
+    p = zoo_sub.add_parser("build", help="train every shipped checkpoint from the simulated corpus (resumable)")
+    p.add_argument("names", nargs="*", help="only these checkpoints (default: all)")
+    p.add_argument("--runs", help="folder for the training runs (default: emzoo's cache)")
+    p.add_argument("--list", action="store_true", help="list the shipped checkpoints and whether each is built")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_build)

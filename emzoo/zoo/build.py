@@ -1,0 +1,177 @@
+"""`emzoo zoo build`: train every shipped checkpoint from the simulated corpus with emzoo's own
+Trainer, pretext checkpoints first, then the fine-tunes from them.
+
+Resumable per checkpoint (a finished checkpoint, pinned in ``shipped.json``, is not retrained) and
+within one (its run folder keeps Accelerate checkpoints, resumed with ``latest``). Each finished
+folder is what ``emzoo publish`` uploads: config.json, model.safetensors (float16 for the large
+networks, read back as float32), the test pair and the card, which records the pixel-size range
+and modality it was trained at, its held-out test metrics, and the wall time and hardware it took.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from emzoo.errors import EmzooError
+from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
+from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, ZOO, ZooEntry
+
+FLOAT16_ABOVE = 1_000_000  # parameters: larger networks ship in float16 (the 64 MB budget)
+
+
+def shipped_entries() -> list[ZooEntry]:
+    """What the build makes, in build order: each family's pretext checkpoint before its
+    fine-tunes; the U-Nets (minutes each on a CPU) before HRNet (the long ones)."""
+    entries = [e for e in ZOO.values() if e.tag.startswith("emsim")]
+
+    def order(e: ZooEntry) -> tuple:
+        family = e.base_model or e.name
+        return (e.arch.startswith("emzoo_hrnet"), family != "unet-4-424-emsim", e.task != "pretext", e.name)
+
+    return sorted(entries, key=order)
+
+
+def hardware() -> dict:
+    """What a checkpoint was trained on, for its card."""
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": None,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _pixel_range(corpus: Path, subset: str) -> tuple[list[float], str]:
+    """The pixel sizes (nm/px) of a corpus subset's training split, and its modalities."""
+    from emzoo.data.corpus import SEGMENT_GROUP, records
+
+    rows = records(corpus, split="train")
+    if subset.startswith("segment/"):
+        group = subset.split("/", 1)[1]
+        rows = [r for r in rows if SEGMENT_GROUP.get(r["modality"]) == group]
+    sizes = [r["pixel_size_nm"] for r in rows]
+    modalities = sorted({r["modality"] for r in rows})
+    return [round(min(sizes), 5), round(max(sizes), 5)], ", ".join(modalities)
+
+
+def train_config(entry: ZooEntry, corpus: Path, run_dir: Path, base_folder: Path | None):
+    from emzoo.train.trainer import TrainConfig, latest_checkpoint
+
+    recipe = RECIPES[entry.recipe]
+    return TrainConfig(
+        mode="pretrain" if entry.task == "pretext" else "finetune",
+        data=str(corpus / recipe.subset),
+        output_dir=str(run_dir),
+        task=entry.task,
+        arch=entry.arch if entry.task == "pretext" else None,
+        model=str(base_folder) if base_folder else None,
+        recipe=recipe.name,
+        max_steps=entry.max_steps or recipe.max_steps,
+        batch_size=recipe.batch_size,
+        image_size=recipe.image_size,
+        lr=recipe.lr,
+        betas=recipe.betas,
+        l1_lambda=recipe.l1_lambda or 100.0,
+        ndf=recipe.ndf,
+        seed=0,
+        checkpointing_steps=100,
+        resume_from_checkpoint="latest" if latest_checkpoint(run_dir) else None,
+        compile="off",  # on a CPU, compiling costs more of these short budgets than it saves
+        keep_checkpoints=False,
+        extra={"zoo_name": entry.name},
+    )
+
+
+def build_one(entry: ZooEntry, corpus: Path, runs: Path, out: Path = SHIPPED_DIR) -> dict:
+    """Train one checkpoint (resuming its run) and write its shipped folder."""
+    import emzoo
+    from emzoo.train.trainer import Trainer
+
+    recipe = RECIPES[entry.recipe]
+    base_folder = None
+    if entry.base_model:
+        base_folder = out / entry.base_model
+        if not (base_folder / "model.safetensors").is_file():
+            raise EmzooError(f"{entry.name}: its pretext checkpoint {entry.base_model} is not built yet")
+    run_dir = runs / entry.name
+    start = time.perf_counter()
+    result = Trainer(train_config(entry, corpus, run_dir, base_folder)).train()
+    wall = time.perf_counter() - start
+    model = emzoo.load(run_dir / "model", verify=False)
+    model.emzoo_cfg.pop("source", None)
+    pixel_range, modalities = _pixel_range(corpus, recipe.subset)
+    n_params = sum(p.numel() for p in model.parameters())
+    metrics = [
+        {"name": k, "value": v, "dataset": f"emzoo corpus {recipe.subset} (held-out test split)", "split": "test"}
+        for k, v in result["test"].items()
+    ]
+    emzoo.save_pretrained(
+        model,
+        out / entry.name,
+        task=entry.task,
+        weights_dtype="float16" if n_params > FLOAT16_ABOVE else "float32",
+        zoo_name=entry.name,
+        recipe=recipe.name,
+        base_model=entry.base_model,
+        metrics=metrics,
+        metrics_source="emzoo zoo build (held-out corpus test split, other seeds than training)",
+        pixel_size_nm=pixel_range,
+        modality=modalities,
+        train_cost={"wall_seconds": round(wall, 1), "steps": result["steps"], **hardware()},
+        train_summary=(
+            f"`emzoo zoo build`: {result['steps']} steps of batch {recipe.batch_size} at {recipe.image_size}^2 "
+            f"(best validation at step {result['best_val'].get('step')}) "
+            f"on the corpus' {recipe.subset} folder"
+            + (f", from {entry.base_model}" if entry.base_model else "")
+            + f"; {wall / 60:.1f} min on {hardware()['cpu_cores']} CPU cores"
+            + (f" and {hardware()['gpu']}" if hardware()["gpu"] else "")
+            + "."
+        ),
+    )
+    return {"name": entry.name, "sha256": sha256_file(out / entry.name / "model.safetensors"), "wall_seconds": wall}
+
+
+def _pin(name: str, sha256: str) -> None:
+    pins = json.loads(PINS_FILE.read_text()) if PINS_FILE.is_file() else {}
+    pins[name] = sha256
+    atomic_write_text(PINS_FILE, json.dumps(dict(sorted(pins.items())), indent=1) + "\n")
+
+
+def is_built(entry: ZooEntry, out: Path = SHIPPED_DIR) -> bool:
+    pins = json.loads(PINS_FILE.read_text()) if PINS_FILE.is_file() else {}
+    weights = out / entry.name / "model.safetensors"
+    return entry.name in pins and weights.is_file() and sha256_file(weights) == pins[entry.name]
+
+
+def build(names: list[str] | None = None, runs: str | Path | None = None, progress: bool = True) -> list[dict]:
+    """Build the shipped checkpoints (all, or ``names``), skipping the finished ones."""
+    from tqdm.auto import tqdm
+
+    from emzoo.data.corpus import default_corpus
+
+    entries = shipped_entries()
+    if names:
+        unknown = sorted(set(names) - {e.name for e in entries})
+        if unknown:
+            raise EmzooError(f"not shipped checkpoints: {', '.join(unknown)} (see `emzoo zoo build --list`)")
+        entries = [e for e in entries if e.name in names]
+    corpus = default_corpus(progress=progress)
+    runs = Path(runs) if runs else cache_root() / "zoo-build"
+    done = []
+    for entry in tqdm(entries, desc="zoo build", unit="ckpt", disable=not progress):
+        if is_built(entry):
+            done.append({"name": entry.name, "skipped": True})
+            continue
+        record = build_one(entry, corpus, runs)
+        _pin(record["name"], record["sha256"])
+        done.append(record)
+    return done
