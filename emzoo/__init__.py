@@ -22,3 +22,12 @@ __all__ = [
     "predict",
     "save_pretrained",
 ]
+
+
+def __getattr__(name: str):
+    """Submodules documented as ``emzoo.io``, ``emzoo.data``: imported on first use."""
+    import importlib
+
+    if name in ("io", "data", "inference", "zoo", "hub"):
+        return importlib.import_module(f"emzoo.{name}")
+    raise AttributeError(f"module 'emzoo' has no attribute {name!r}")

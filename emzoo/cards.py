@@ -99,6 +99,15 @@ def _recipe_text(recipe_name: str | None, meta: dict) -> str:
     return text + f" Reproduce: `emzoo pretrain --recipe NAME` / `emzoo finetune --recipe NAME` ({PAPER_ID})."
 
 
+def _cost_text(cost: dict | None) -> str | None:
+    if not cost:
+        return None
+    where = f"{cost.get('cpu_cores')} CPU cores ({cost.get('cpu')})"
+    if cost.get("gpu"):
+        where += f" and {cost['gpu']}"
+    return f"{cost['wall_seconds'] / 60:.1f} min for {cost.get('steps')} steps on {where}"
+
+
 def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | None = None) -> str:
     """The README.md of a checkpoint folder, from its config (and zoo entry, when it has one)."""
     meta = config.get("emzoo", {})
@@ -111,7 +120,12 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
     metrics = meta.get("metrics", [])
     data = card_data(arch, task, recipe, base_model, entry.license if entry else "mit", metrics, name)
     n_params = sum(p.numel() for p in model.parameters()) if model is not None else meta.get("n_params")
-    if entry is not None and model is None:
+    if entry is not None and (entry.sha256 or entry.tag.startswith("emsim")):
+        weights_status = (
+            f"ship with emzoo (`emzoo.load(\"{entry.name}\")` works offline; sha256 of `model.safetensors` "
+            f"pinned in the registry); Hub id `{entry.hub_id}@{entry.revision}`"
+        )
+    elif entry is not None and model is None:
         weights_status = (
             f"published as `{entry.hub_id}@{entry.revision}`"
             if entry.published
@@ -137,7 +151,8 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         output=TASK_OUTPUT.get(task, "an image"),
         base_model=base_model,
         weights_status=weights_status,
-        load_name=entry.name if entry and model is None else "path/to/this/folder",
+        load_name=entry.name if entry and (model is None or entry.tag.startswith("emsim")) else "path/to/this/folder",
+        train_cost=_cost_text(meta.get("train_cost")),
         recipe_text=_recipe_text(recipe, meta),
         metrics=metrics,
         metrics_source=meta.get("metrics_source", "see the run directory"),

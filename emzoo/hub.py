@@ -97,6 +97,7 @@ def save_pretrained(
     meta["normalization"] = normalization or meta.get("normalization") or "standardize"
     meta["emzoo_version"] = _version()
     meta["weights_dtype"] = weights_dtype
+    model.pretrained_cfg = provenance_cfg(getattr(model, "pretrained_cfg", None), meta.get("zoo_name"))
     with new_folder(save_directory, replace=True) as tmp:
         was_training = model.training
         model.eval()
@@ -122,6 +123,17 @@ def save_pretrained(
             (tmp / CARD_NAME).write_text(render_card(config, model=model))
     model.emzoo_cfg = meta
     return save_directory
+
+
+def provenance_cfg(pretrained_cfg: dict | None, zoo_name: str | None) -> dict:
+    """timm's pretrained_cfg for saved weights: the tag, Hub id and description of the zoo entry
+    they are (never those of the architecture's default tag, which names other weights)."""
+    cfg = {k: v for k, v in dict(pretrained_cfg or {}).items() if k not in ("tag", "hf_hub_id", "description", "file")}
+    entry = ZOO.get(zoo_name or "")
+    if entry is not None:
+        cfg.update(tag=entry.tag, hf_hub_id=f"{entry.hub_id}@{entry.revision}",
+                   description=f"{entry.task} ({entry.recipe})")
+    return cfg
 
 
 def _version() -> str:

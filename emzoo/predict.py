@@ -385,7 +385,7 @@ def add_commands(sub) -> None:
         "--pixel-size", type=float, help="nm per pixel (default: from the file); images outside the model's "
         "range are resampled to its scale and back"
     )
-    p.add_argument("--min-area-nm2", type=float, help="smallest particle kept (default: 0.6 nm across)")
+    p.add_argument("--min-area-nm2", type=float, help="smallest particle kept (default: 0.4 nm across)")
     p.add_argument("--exclude-border", action="store_true", help="drop particles cut by the image border")
     p.add_argument("--no-split", action="store_true", help="do not split touching particles (watershed)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files and report them")

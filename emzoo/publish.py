@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from emzoo.errors import EmzooError
-from emzoo.fsutil import new_folder
+from emzoo.fsutil import atomic_write_text, new_folder
 
 SPACE_FILES = ("app.py", "requirements.txt")
 SPACE_REQUIREMENTS = [
@@ -189,6 +189,12 @@ def entry_card(name: str) -> str:
     from emzoo.zoo import ZOO
 
     entry = ZOO[name]
+    if entry.shipped_folder is not None:  # the card of the weights that ship: measured metrics, cost, scale
+        from emzoo.hub import CONFIG_NAME, load_folder
+
+        model = load_folder(entry.shipped_folder, verify=False)
+        config = json.loads((entry.shipped_folder / CONFIG_NAME).read_text())
+        return render_card(config, model=model, entry=entry)
     config = {
         "architecture": entry.arch,
         "model_args": {"in_chans": entry.in_chans},
@@ -212,8 +218,12 @@ def write_cards(folder: str | Path = CARDS_DIR) -> list[Path]:
     written = []
     for name in sorted(ZOO):
         path = folder / f"{name}.md"
-        path.write_text(entry_card(name))
+        text = entry_card(name)
+        path.write_text(text)
         written.append(path)
+        shipped = ZOO[name].shipped_folder
+        if shipped is not None and (shipped / "README.md").read_text() != text:
+            atomic_write_text(shipped / "README.md", text)  # the shipped folder carries the same card
     return written
 
 

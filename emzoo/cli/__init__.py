@@ -22,7 +22,8 @@ def _cmd_list(args: argparse.Namespace) -> None:
     width = max(len(n) for n in names)
     for name in names:
         e = ZOO[name]
-        print(f"{name:<{width}}  {e.arch:<22} {e.task:<11} {e.hub_id}@{e.revision}")
+        weights = "shipped" if e.shipped_folder is not None else ("published" if e.published else "recipe only")
+        print(f"{name:<{width}}  {e.arch:<22} {e.task:<11} {weights:<12} {e.hub_id}@{e.revision}")
 
 
 def _cmd_info(args: argparse.Namespace) -> None:

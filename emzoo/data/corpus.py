@@ -188,6 +188,7 @@ def _place_particles(rng: np.random.Generator, fov: float, pixel_a: float, max_a
                 "element": element,
                 "orientation": orientation,
                 "diameter_nm": round(d / 10, 3),
+                "arrangement": arrangement,
             }
         )
         atoms_used += len(pos)
@@ -512,6 +513,7 @@ def simulate_sample(seed: int, split: str, index: int, size: int = 256) -> dict:
                 "orientation": p["orientation"],
                 "diameter_nm": p["diameter_nm"],
                 "seen_diameter_nm": seen_diameters[k],
+                "arrangement": p["arrangement"],
             }
             for k, p in enumerate(particles)
             if k + 1 in present

@@ -152,6 +152,18 @@ def is_built(entry: ZooEntry, out: Path = SHIPPED_DIR) -> bool:
     return entry.name in pins and weights.is_file() and sha256_file(weights) == pins[entry.name]
 
 
+def refresh_config(entry: ZooEntry, out: Path = SHIPPED_DIR) -> None:
+    """Bring a built folder's config.json provenance (timm tag, Hub id) up to the registry's;
+    the weights, and so their pinned sha256, stay as they are."""
+    from emzoo.hub import CONFIG_NAME, provenance_cfg
+
+    path = out / entry.name / CONFIG_NAME
+    config = json.loads(path.read_text())
+    fixed = dict(config, pretrained_cfg=provenance_cfg(config.get("pretrained_cfg"), entry.name))
+    if fixed != config:
+        atomic_write_text(path, json.dumps(fixed, indent=2))
+
+
 def build(names: list[str] | None = None, runs: str | Path | None = None, progress: bool = True) -> list[dict]:
     """Build the shipped checkpoints (all, or ``names``), skipping the finished ones."""
     from tqdm.auto import tqdm
@@ -169,9 +181,14 @@ def build(names: list[str] | None = None, runs: str | Path | None = None, progre
     done = []
     for entry in tqdm(entries, desc="zoo build", unit="ckpt", disable=not progress):
         if is_built(entry):
+            refresh_config(entry)
             done.append({"name": entry.name, "skipped": True})
             continue
         record = build_one(entry, corpus, runs)
         _pin(record["name"], record["sha256"])
+        refresh_config(entry)
         done.append(record)
+    from emzoo.publish import write_cards
+
+    write_cards()  # cards/ and each shipped folder's README.md, from the measured configs
     return done
