@@ -27,12 +27,14 @@ FLOAT16_ABOVE = 1_000_000  # parameters: larger networks ship in float16 (the 64
 
 def shipped_entries() -> list[ZooEntry]:
     """What the build makes, in build order: each family's pretext checkpoint before its
-    fine-tunes; the U-Nets (minutes each on a CPU) before HRNet (the long ones)."""
+    fine-tunes, the families that have fine-tunes first, the other U-Net pretext checkpoints last."""
     entries = [e for e in ZOO.values() if e.tag.startswith("emsim")]
+    families = ["unet-4-424-emsim", "unet-2-44-emsim", "hrnet-w18-small-emsim"]
 
     def order(e: ZooEntry) -> tuple:
         family = e.base_model or e.name
-        return (e.arch.startswith("emzoo_hrnet"), family != "unet-4-424-emsim", e.task != "pretext", e.name)
+        rank = families.index(family) if family in families else len(families)
+        return (rank, e.task != "pretext", e.name)
 
     return sorted(entries, key=order)
 
