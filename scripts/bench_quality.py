@@ -10,7 +10,8 @@ training), per modality, side by side with classical baselines run on the same w
   analysis of the prediction vs the true instances), and the area called particle on images
   without particles (crystal lattices, bare supports).
 
-PSNR uses the target's range in the image's own units. Writes docs/quality.json and
+PSNR uses the target's range, after a least-squares gain/offset fit of each result to its target
+(every method alike). Writes docs/quality.json and
 docs/quality.md (the README's table).
 
     .venv/bin/python scripts/bench_quality.py [--per-modality 12] [--models NAME ...]
@@ -39,8 +40,13 @@ TARGET = {"denoise": "noNoise", "bg-removal": "noBackgroundnoNoise", "super-res"
 
 
 def psnr_ssim(result: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """PSNR and SSIM after a least-squares gain and offset fit of the result to the target (as in
+    CARE's evaluation), the same for every method: levels an image carries no information about
+    (detector offset, the background's mean) do not decide the score."""
     span = float(target.max() - target.min()) or 1.0
-    result = np.clip(result, target.min() - span, target.max() + span)
+    design = np.stack([result.ravel(), np.ones(result.size)], 1)
+    (gain, offset), *_ = np.linalg.lstsq(design, target.ravel(), rcond=None)
+    result = gain * result + offset
     return (
         float(peak_signal_noise_ratio(target, result, data_range=span)),
         float(structural_similarity(target, result, data_range=span)),

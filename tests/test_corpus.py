@@ -15,8 +15,9 @@ from emzoo.inference.particles import analyze_particles, write_histogram
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return build_corpus(tmp_path_factory.mktemp("c") / "corpus", n_train=8, n_val=2, n_test=2, size=64,
-                        workers=1, progress=False)
+    return build_corpus(
+        tmp_path_factory.mktemp("c") / "corpus", n_train=8, n_val=2, n_test=2, size=64, workers=1, progress=False
+    )
 
 
 def test_every_modality_and_label(corpus):
@@ -37,8 +38,14 @@ def test_every_modality_and_label(corpus):
 
 
 def test_layouts_load(corpus):
-    for sub, task in [("restore", "denoise"), ("restore", "bg-removal"), ("restore", "super-res"),
-                      ("pretext", "pretext"), ("segment/tem", "segment"), ("segment/stem", "segment")]:
+    for sub, task in [
+        ("restore", "denoise"),
+        ("restore", "bg-removal"),
+        ("restore", "super-res"),
+        ("pretext", "pretext"),
+        ("segment/tem", "segment"),
+        ("segment/stem", "segment"),
+    ]:
         ds = load_dataset(corpus / sub, task, "train", image_size=32)
         sample = ds[0]
         assert sample["image"].shape[-2:] == (32, 32) and sample["target"].shape[-2:] == (32, 32)

@@ -78,7 +78,9 @@ def test_predict_cli_by_name(tmp_path):
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "emzoo", "predict", EXAMPLE, "--model", seg, "--output-dir", str(out), "--quiet"],
-        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)

@@ -6,11 +6,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
 
 from emzoo.errors import EmzooError
-
-Handler = Callable[[argparse.Namespace], int | None]
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
@@ -53,20 +50,31 @@ def _add_core(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_download)
 
 
-# Modules that add their own sub-commands: each has ``add_commands(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "emzoo.data.simulate",
-    "emzoo.train.cli",
-    "emzoo.predict",
-    "emzoo.export",
-    "emzoo.publish",
-    "emzoo.space",
-    "emzoo.reproduce",
-    "emzoo.cli.zoo",
-)
+# Every command and the module that adds it (``add_commands(subparsers)``), so that the parser
+# imports only the module of the command being run: `emzoo --version` and `--help` import none.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("emzoo.data.simulate", "datasets: simulate embedded default data, or the corpus"),
+    "pretrain": ("emzoo.train.cli", "self-supervised Pix2Pix cGAN pretraining of a generator"),
+    "finetune": ("emzoo.train.cli", "fine-tune a generator for segmentation or restoration"),
+    "evaluate": ("emzoo.train.cli", "metrics of a trained model on a dataset split"),
+    "predict": ("emzoo.predict", "run a model over images or folders (tiled, any size)"),
+    "export": ("emzoo.export", "export a model to ONNX, TorchScript or a BioImage.IO package (verified)"),
+    "publish": ("emzoo.publish", "upload a model folder (with its card) to the Hugging Face Hub"),
+    "publish-space": ("emzoo.publish", "upload the Gradio demo as a Hugging Face Space"),
+    "cards": ("emzoo.publish", "regenerate the model cards of every zoo entry"),
+    "demo": ("emzoo.space", "the Gradio Space, locally"),
+    "reproduce": ("emzoo.reproduce", "run the paper's experiment end to end and report"),
+    "zoo": ("emzoo.cli.zoo", "the zoo's shipped checkpoints"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full arguments of the command in ``argv`` (all commands when None)
+    and a one-line entry for every other command."""
     import importlib
 
     from emzoo import __version__
@@ -76,13 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_core(sub)
-    for module in COMMAND_MODULES:
+    command = _command_of(argv) if argv is not None else None
+    wanted = {module for module, _ in COMMANDS.values()} if argv is None else {COMMANDS.get(command, ("",))[0]}
+    for module in sorted(m for m in wanted if m):
         importlib.import_module(module).add_commands(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        if module not in wanted:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if not getattr(args, "func", None):
