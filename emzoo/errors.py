@@ -3,3 +3,30 @@
 
 class EmzooError(Exception):
     """A user-facing error; the CLI prints its message on one line, without a traceback."""
+
+
+# Optional packages and the extra that installs each (pip install 'emzoo[EXTRA]').
+EXTRAS = {
+    "abtem": "sim",
+    "ase": "sim",
+    "accelerate": "train",
+    "datasets": "train",
+    "h5py": "train",
+    "torchmetrics": "train",
+    "gradio": "demo",
+    "gradio_client": "demo",
+    "onnx": "export",
+    "onnxruntime": "export",
+    "onnxscript": "export",
+    "bioimageio": "export",
+    "bm3d": "bench",
+}
+
+
+def missing_extra_message(error: ModuleNotFoundError) -> str | None:
+    """One line for a missing optional package: which extra brings it."""
+    package = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(package)
+    if extra is None:
+        return None
+    return f"this needs the optional package '{package}': pip install 'emzoo[{extra}]' (or 'emzoo[all]')"

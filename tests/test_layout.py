@@ -64,3 +64,12 @@ def test_imports_between_data_and_model_layers_point_down():
             )
             for target in targets:
                 assert not target.startswith(upper), f"{name} imports {target}"
+
+
+def test_a_missing_extra_names_the_extra(monkeypatch, capsys, tmp_path):
+    from emzoo.cli import main
+
+    monkeypatch.setitem(sys.modules, "abtem", None)  # as if emzoo[sim] were not installed
+    code = main(["data", "simulate", "--task", "segment", "--n", "3", "--size", "64", "--out", str(tmp_path / "s")])
+    assert code == 2
+    assert "pip install 'emzoo[sim]'" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from emzoo.errors import EmzooError
+from emzoo.errors import EmzooError, missing_extra_message
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
@@ -106,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except EmzooError as e:
         print(f"emzoo: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        message = missing_extra_message(e)
+        if message is None:
+            raise
+        print(f"emzoo: error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `emzoo list | head`
         sys.stderr.close()
