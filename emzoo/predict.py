@@ -189,6 +189,9 @@ def predict(
         raise EmzooError("image has NaN/Inf pixels; expected finite values")
     if output not in OUTPUTS:
         raise EmzooError(f"output {output!r}: expected one of {', '.join(OUTPUTS)}")
+    for name, value, low in (("tile", tile, 0), ("overlap", overlap, 0), ("batch_size", batch_size, 1)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < low):
+            raise EmzooError(f"{name}={value!r}: expected a whole number >= {low}")
     task = model_task(model)
     zoom = working_scale(model, pixel_size)
     method = normalization or (getattr(model, "emzoo_cfg", None) or {}).get("normalization", "standardize")
@@ -283,21 +286,47 @@ def _finish(result: np.ndarray, task: str, output: str, params: tuple[float, flo
 
 
 # ------------------------------------------------------------------------------------- CLI
-def _inputs(paths: list[str]) -> list[Path]:
+def _inputs(paths: list[str]) -> list[tuple[Path, Path]]:
+    """(file, output name stem) pairs: a folder's files keep their path below it, and the
+    extension joins the name where two inputs would otherwise share one (a.tif and a.png)."""
     from emzoo.io import IMAGE_SUFFIXES
 
-    files: list[Path] = []
+    found: list[tuple[Path, Path]] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            found += [
+                (q, q.relative_to(p))
+                for q in sorted(p.rglob("*"))
+                if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")
+            ]
         elif p.is_file():
-            files.append(p)
+            found.append((p, Path(p.name)))
         else:
             raise EmzooError(f"{raw}: no such file or folder")
-    if not files:
+    if not found:
         raise EmzooError(f"{', '.join(paths)}: no images found (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)")
-    return files
+    stems = [rel.with_suffix("") for _, rel in found]
+    named = []
+    for (path, rel), stem in zip(found, stems):
+        if stems.count(stem) > 1:
+            stem = rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}")
+        named.append((path, stem))
+    if len({str(s).lower() for _, s in named}) < len(named):
+        raise EmzooError(f"{', '.join(paths)}: two inputs would write the same outputs; predict them separately")
+    return named
+
+
+MANIFEST = ".emzoo-predict.json"  # the outputs emzoo wrote in a folder: what a rerun may replace or skip
+
+
+def _outputs_for(stem: Path, task: str, args) -> list[Path]:
+    paths = [stem.with_name(stem.name + ".tif")]
+    if args.png:
+        paths.append(stem.with_name(stem.name + ".png"))
+    if task == "segment" and args.output != "logits":
+        paths += [stem.with_name(stem.name + "_particles.csv"), stem.with_name(stem.name + "_sizes.png")]
+    return paths
 
 
 def _cmd_predict(args) -> None:
@@ -310,17 +339,39 @@ def _cmd_predict(args) -> None:
 
     files = _inputs(args.inputs)
     out = Path(args.output_dir).resolve()
-    for f in files:
+    if out.exists() and not out.is_dir():
+        raise EmzooError(f"--output-dir {out}: is a file; expected a folder")
+    for f, _ in files:
         if out == f.resolve().parent and not args.inputs_are_outputs_ok:
             raise EmzooError(
                 f"--output-dir {out}: is where the inputs are; choose a separate folder (inputs stay untouched)"
             )
     model = emzoo.load(args.model, device=args.device)
     task = model_task(model)
-    out.mkdir(parents=True, exist_ok=True)
-    skipped, written = [], 0
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EmzooError(f"--output-dir {out}: cannot create it ({e.strerror})") from None
+    manifest_path = out / MANIFEST
+    ours = set(json.loads(manifest_path.read_text())) if manifest_path.is_file() else set()
+    plan = [(path, out / stem) for path, stem in files]
+    for _, stem in plan:  # never replace a file emzoo did not write here, unless asked to
+        for target in _outputs_for(stem, task, args):
+            rel = str(target.relative_to(out))
+            if target.exists() and rel not in ours and not args.overwrite:
+                raise EmzooError(
+                    f"{target}: exists and was not written by emzoo predict; pass --overwrite or "
+                    "choose another --output-dir (nothing was changed)"
+                )
+    skipped, written, done_before = [], 0, 0
     summaries: dict[str, dict] = {}
-    for path in tqdm(files, desc="predict", unit="img", disable=args.quiet):
+    for path, stem in tqdm(plan, desc="predict", unit="img", disable=args.quiet):
+        targets = _outputs_for(stem, task, args)
+        if not args.overwrite and all(str(t.relative_to(out)) in ours and t.is_file() for t in targets):
+            done_before += 1  # finished by an earlier, interrupted run
+            continue
+        for tmp in stem.parent.glob(f".{stem.name}*"):  # temp files an interrupted run left behind
+            tmp.unlink(missing_ok=True)
         try:
             image, meta = io.read(path)
             io.check_image(image, path)
@@ -339,12 +390,12 @@ def _cmd_predict(args) -> None:
                 raise
             skipped.append(str(e))
             continue
-        stem = out / path.stem
+        stem.parent.mkdir(parents=True, exist_ok=True)
         source_pixel = args.pixel_size or meta.get("pixel_size_nm")
         pixel = output_pixel_size(task, source_pixel)
-        io.write(stem.with_suffix(".tif"), result, {"pixel_size_nm": pixel})
+        io.write(targets[0], result, {"pixel_size_nm": pixel})
         if args.png:
-            io.write(stem.with_suffix(".png"), result)
+            io.write(targets[1], result)
         if task == "segment" and args.output != "logits":  # logits are not probabilities
             report = analyze_particles(
                 result,
@@ -355,9 +406,11 @@ def _cmd_predict(args) -> None:
             )
             write_csv(stem.with_name(stem.name + "_particles.csv"), report.rows, pixel)
             write_histogram(stem.with_name(stem.name + "_sizes.png"), report.rows, pixel, title=path.name)
-            summaries[path.name] = report.summary
+            summaries[str(stem.relative_to(out))] = report.summary
+        ours.update(str(t.relative_to(out)) for t in targets)
+        atomic_write_text(manifest_path, json.dumps(sorted(ours)))
         written += 1
-    report = {"written": written, "skipped": skipped, "output_dir": str(out)}
+    report = {"written": written, "done_before": done_before, "skipped": skipped, "output_dir": str(out)}
     if summaries:
         io_summary = out / "particles_summary.json"
         atomic_write_text(io_summary, json.dumps(summaries, indent=2))
@@ -382,12 +435,15 @@ def add_commands(sub) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
     p.add_argument("--png", action="store_true", help="also write an 8-bit PNG preview")
     p.add_argument(
-        "--pixel-size", type=float, help="nm per pixel (default: from the file); images outside the model's "
-        "range are resampled to its scale and back"
+        "--pixel-size",
+        type=float,
+        help="nm per pixel (default: from the file); images outside the model's "
+        "range are resampled to its scale and back",
     )
     p.add_argument("--min-area-nm2", type=float, help="smallest particle kept (default: 0.4 nm across)")
     p.add_argument("--exclude-border", action="store_true", help="drop particles cut by the image border")
     p.add_argument("--no-split", action="store_true", help="do not split touching particles (watershed)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files and report them")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files in --output-dir")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict, inputs_are_outputs_ok=False)

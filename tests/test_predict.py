@@ -205,3 +205,50 @@ def test_predict_runs_in_eval_mode_and_leaves_the_model_alone():
     out = predict(model, image)  # batch statistics would change the output
     assert model.training
     np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_predict_cli_keeps_every_output_and_every_user_file(tmp_path):
+    """Inputs that share a stem get their own outputs; a user's file in --output-dir is never
+    replaced without --overwrite; a rerun finishes only what is missing."""
+    model = trained_model("emzoo_unet_2_44")
+    folder = emzoo.save_pretrained(model, tmp_path / "model", task="denoise")
+    inputs = tmp_path / "in"
+    for rel in ("a.tif", "a.png", "sub1/x.tif", "sub2/x.tif"):
+        (inputs / rel).parent.mkdir(parents=True, exist_ok=True)
+        emzoo_io.write(inputs / rel, RNG.integers(0, 255, (40, 40)).astype(np.uint8), dtype="uint8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "emzoo",
+        "predict",
+        str(inputs),
+        "--model",
+        str(folder),
+        "--quiet",
+        "--output-dir",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.tif"))
+    assert written == ["a_png.tif", "a_tif.tif", "sub1/x.tif", "sub2/x.tif"]
+    again = json.loads(subprocess.run(cmd, capture_output=True, text=True, env=env).stdout)
+    assert again["written"] == 0 and again["done_before"] == 4  # a rerun skips finished images
+    (out / "sub1" / "x.tif").unlink()
+    again = json.loads(subprocess.run(cmd, capture_output=True, text=True, env=env).stdout)
+    assert again["written"] == 1  # and redoes exactly the missing one
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "a_tif.tif").write_bytes(b"my own data")
+    proc = subprocess.run([*cmd[:-1], str(mine)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "was not written by emzoo" in proc.stderr
+    assert (mine / "a_tif.tif").read_bytes() == b"my own data"
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_size": -1}, {"batch_size": 0}, {"overlap": -2}, {"tile": -64}])
+def test_predict_refuses_bad_numbers(kwargs):
+    model = trained_model("emzoo_unet_2_44")
+    with pytest.raises(EmzooError, match="expected a whole number"):
+        predict(model, np.zeros((64, 64), np.float32), **kwargs)
