@@ -126,7 +126,7 @@ def run_model(models: ModelCache, name: str, path: str, tile: int | None, overla
     return model, image, result, out, meta
 
 
-def build_demo(extra_models: list[str] | None = None):
+def build_demo(extra_models: list[str] | None = None, default: str | None = None):
     import gradio as gr
 
     from emzoo.inference.particles import analyze_particles
@@ -193,7 +193,7 @@ def build_demo(extra_models: list[str] | None = None):
         with gr.Row():
             with gr.Column(scale=1):
                 model_box = gr.Dropdown(
-                    choices=choices, value=names[0] if names else None, label="Model", allow_custom_value=True
+                    choices=choices, value=default if default in names else (names[0] if names else None), label="Model", allow_custom_value=True
                 )
                 about = gr.Markdown()
                 upload = gr.File(label="Micrograph (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)", type="filepath")

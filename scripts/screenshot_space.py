@@ -1,6 +1,7 @@
-"""Screenshot the Space with trained models in a real headless Chromium: docs/space.png.
+"""Screenshot the Space in a real headless Chromium, serving the shipped models (and any folders
+given), with one model run on a bundled example: docs/space.png.
 
-.venv/bin/python scripts/screenshot_space.py MODEL_FOLDER [...] [--example NAME] [--out docs/space.png]
+.venv/bin/python scripts/screenshot_space.py [MODEL ...] [--select NAME] [--example NAME] [--out docs/space.png]
 """
 
 import argparse
@@ -17,14 +18,15 @@ from emzoo.space import CHROMIUM, CHROMIUM_ARGS, EXAMPLES_DIR, build_demo  # noq
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+")
+    parser.add_argument("models", nargs="*", help="folders or hub ids besides the shipped models")
+    parser.add_argument("--select", default="unet-4-424-emsim-denoise", help="the model to run")
     parser.add_argument("--example", default="hrtem_au_nanoparticles.tif")
     parser.add_argument("--out", type=Path, default=Path("docs/space.png"))
     args = parser.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo = build_demo(args.models)
+    demo = build_demo(args.models, default=args.select)
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
