@@ -8,6 +8,7 @@ full-resolution result as a float TIFF with the pixel size kept.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -54,17 +55,39 @@ def choice_label(name: str) -> str:
 
 
 class ModelCache:
-    """Loaded models by name, so each is read from disk once per process."""
+    """The models this Space was started with, loaded on first use; at most ``size`` stay in
+    memory. Any other name (a server path, say) is refused without touching the file system."""
 
-    def __init__(self) -> None:
+    def __init__(self, allowed: list[str] | None = None, size: int = 4) -> None:
+        self.allowed = list(allowed) if allowed is not None else None
+        self.size = size
         self._models: dict[str, object] = {}
 
     def get(self, name: str):
         import emzoo
 
+        if self.allowed is not None and name not in self.allowed:
+            raise EmzooError(f"unknown model {name[:80]!r}; this Space serves: {', '.join(self.allowed)}")
         if name not in self._models:
+            while len(self._models) >= self.size:
+                self._models.pop(next(iter(self._models)))
             self._models[name] = emzoo.load(name)
+        self._models[name] = self._models.pop(name)  # most recently used last
         return self._models[name]
+
+
+class ResultFolder:
+    """One temporary folder per Space for result files, keeping only the newest ``keep``."""
+
+    def __init__(self, keep: int = 16) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="emzoo-demo-"))
+        self.keep = keep
+
+    def path(self, name: str) -> Path:
+        old = sorted(self.root.glob("*/"), key=lambda p: p.stat().st_mtime)
+        for folder in old[: max(0, len(old) - self.keep + 1)]:
+            shutil.rmtree(folder, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=self.root)) / name
 
 
 def describe(model) -> str:
@@ -105,7 +128,15 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def run_model(models: ModelCache, name: str, path: str, tile: int | None, overlap: int | None, progress: bool = False):
+def run_model(
+    models: ModelCache,
+    name: str,
+    path: str,
+    tile: int | None,
+    overlap: int | None,
+    progress: bool = False,
+    results: ResultFolder | None = None,
+):
     """Predict and write the full-resolution TIFF; returns (model, input, result, tiff path, meta)."""
     from emzoo import io
     from emzoo.predict import model_task, output_pixel_size, predict
@@ -117,11 +148,16 @@ def run_model(models: ModelCache, name: str, path: str, tile: int | None, overla
     image, meta = read_upload(path)
     model = models.get(name)
     result = predict(
-        model, image, tile=tile or None, overlap=overlap or None, progress=progress,
+        model,
+        image,
+        tile=tile or None,
+        overlap=overlap or None,
+        progress=progress,
         pixel_size=meta.get("pixel_size_nm"),
     )
     pixel = output_pixel_size(model_task(model), meta.get("pixel_size_nm"))
-    out = Path(tempfile.mkdtemp(prefix="emzoo-demo-")) / f"{Path(path).stem}_{model_task(model)}.tif"
+    name_out = f"{Path(path).stem}_{model_task(model)}.tif"
+    out = results.path(name_out) if results is not None else Path(tempfile.mkdtemp(prefix="emzoo-demo-")) / name_out
     io.write(out, result, {"pixel_size_nm": pixel})
     return model, image, result, out, meta
 
@@ -133,10 +169,14 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
     from emzoo.io import to_uint8
     from emzoo.predict import model_task
 
-    models = ModelCache()
     names = reachable_models(extra_models)
+    models = ModelCache(allowed=names)
+    results = ResultFolder()
     task_order = {"segment": 0, "denoise": 1, "bg-removal": 2, "super-res": 3, "pretext": 4}
-    names.sort(key=lambda n: (task_order.get(choice_label(n).split(" · ")[0], 5), n))
+    given = [str(m) for m in extra_models or []]  # the models the user named come first, as given
+    names = given + sorted(
+        (n for n in names if n not in given), key=lambda n: (task_order.get(choice_label(n).split(" · ")[0], 5), n)
+    )
     choices = [(choice_label(n), n) for n in names]
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.tif"))
 
@@ -153,7 +193,7 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
         progress(0.1, desc="reading and predicting")  # then per batch of tiles: predict's tqdm is tracked
         try:
             model, image, result, tiff, meta = run_model(
-                models, name, path, int(tile or 0), int(overlap or 0), progress=True
+                models, name, path, int(tile or 0), int(overlap or 0), progress=True, results=results
             )
         except EmzooError as e:
             raise gr.Error(str(e)) from None
@@ -181,7 +221,7 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
 
     def api_predict(model_name: str, image_file: str) -> str:
         try:
-            return str(run_model(models, model_name, image_file, None, None)[3])
+            return str(run_model(models, model_name, image_file, None, None, results=results)[3])
         except EmzooError as e:
             raise gr.Error(str(e)) from None
 
@@ -193,7 +233,10 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
         with gr.Row():
             with gr.Column(scale=1):
                 model_box = gr.Dropdown(
-                    choices=choices, value=default if default in names else (names[0] if names else None), label="Model", allow_custom_value=True
+                    choices=choices,
+                    value=default if default in names else (names[0] if names else None),
+                    label="Model",
+                    allow_custom_value=True,
                 )
                 about = gr.Markdown()
                 upload = gr.File(label="Micrograph (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)", type="filepath")

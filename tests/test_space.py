@@ -91,3 +91,19 @@ def test_headless_browser_upload_run_and_see_result(app):
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_only_the_models_it_was_started_with(app, tmp_path):
+    """A server path that is not one of the Space's models is refused, whether it exists or
+    not, with the same message (nothing about the server's file system)."""
+    from gradio_client import Client, handle_file
+
+    demo, folders, image, root = app
+    client = Client(demo.local_url, verbose=False)
+    elsewhere = emzoo.save_pretrained(emzoo.create_model("emzoo_unet_2_44"), tmp_path / "other", task="denoise")
+    messages = []
+    for name in (str(elsewhere), str(tmp_path / "missing")):
+        with pytest.raises(Exception, match="this Space serves") as err:
+            client.predict(name, handle_file(str(image)), api_name="/predict")
+        messages.append(str(err.value).replace(name[:80], "NAME"))
+    assert messages[0] == messages[1]
