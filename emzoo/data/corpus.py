@@ -48,7 +48,7 @@ from emzoo import io
 from emzoo.errors import EmzooError
 from emzoo.fsutil import atomic_write_text, cache_root
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2  # 2: absorption (amplitude contrast) in HRTEM and BF-STEM
 MODALITY_CYCLE = ("hrtem", "haadf", "hrtem", "adf", "hrtem", "haadf", "abf", "bf")
 MODALITIES = tuple(dict.fromkeys(MODALITY_CYCLE))
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -299,6 +299,21 @@ def _hrtem(
     return intensity / intensity.mean(), {k: round(v, 3) for k, v in params.items()}
 
 
+def _absorb(
+    rng: np.random.Generator, image: np.ndarray, xyz: np.ndarray, numbers: np.ndarray, fov: float, gpts: int
+) -> tuple[np.ndarray, dict]:
+    """Scattering outside the objective aperture (thermal diffuse and high-angle elastic): a
+    mass-thickness attenuation exp(-k * sum Z^1.7 per A^2), which the multislice at the corpus'
+    sampling cannot represent (its grid holds angles up to only ~lambda / 3 sampling). Heavy
+    particles darken, thin carbon hardly does: the amplitude contrast of real HRTEM of metals."""
+    pixel = fov / gpts
+    density = _splat(xyz[:, :2] / pixel, numbers.astype(float) ** 1.7, (gpts, gpts)) / pixel**2
+    density = ndimage.gaussian_filter(density, 0.6 / pixel, mode="wrap")
+    k = float(np.exp(rng.uniform(np.log(1e-4), np.log(4e-4))))
+    attenuated = image * np.exp(-k * density)
+    return attenuated / attenuated.mean(), {"absorption_per_Z17_per_A2": round(k, 6)}
+
+
 def _stem(rng: np.random.Generator, xyz: np.ndarray, numbers: np.ndarray, fov: float, gpts: int, detector: str):
     """Incoherent STEM image (max ~1): atoms weighted by Z^n, convolved with a probe with tails."""
     lo, hi = STEM_EXPONENT[detector]
@@ -382,10 +397,16 @@ def _mtf(image: np.ndarray, f0: float) -> np.ndarray:
     return np.fft.irfft2(np.fft.rfft2(image) * mtf, s=image.shape)
 
 
-def _acquire(rng: np.random.Generator, signal: np.ndarray, signal_2x: np.ndarray, modality: str, pixel_nm: float):
+def _acquire(
+    rng: np.random.Generator, signal: np.ndarray, signal_2x: np.ndarray, modality: str, pixel_nm: float, version: int
+):
     """Record a noise-free scene: returns (recorded image, targets in the same units, params)."""
     size = signal.shape[0]
-    bg = _background(rng, size) * rng.uniform(0.0, 0.8) * max(signal.mean(), 0.05)
+    field = _background(rng, size)
+    amplitude = rng.uniform(0.0, 0.8)
+    if version >= 2 and modality in ("hrtem", "bf"):  # uneven illumination, milder than a STEM background
+        amplitude *= 0.35
+    bg = field * amplitude * max(signal.mean(), 0.05)
     with_bg = signal + bg
     dose = float(np.exp(rng.uniform(np.log(10), np.log(5000))))  # e/A^2
     e_per_px = max(dose * (pixel_nm * 10) ** 2 * STEM_COLLECTION.get(modality, 1.0), 1.0)
@@ -457,8 +478,9 @@ def _content(rng: np.random.Generator, modality: str) -> str:
     return str(rng.choice(["particles", "lattice", "support"], p=p))
 
 
-def simulate_sample(seed: int, split: str, index: int, size: int = 256) -> dict:
-    """One corpus sample: arrays and parameters, from its own seeded generator."""
+def simulate_sample(seed: int, split: str, index: int, size: int = 256, version: int = CORPUS_VERSION) -> dict:
+    """One corpus sample: arrays and parameters, from its own seeded generator. ``version`` 1 is
+    the corpus before absorption (kept so the checkpoints trained on it stay reproducible)."""
     from ase.data import atomic_numbers
 
     rng = np.random.default_rng([seed, SPLITS[split], index])
@@ -481,6 +503,9 @@ def simulate_sample(seed: int, split: str, index: int, size: int = 256) -> dict:
                 numbers = np.concatenate([numbers, np.full(len(p["positions"]), atomic_numbers[p["element"]])])
     if coherent:
         image_2x, optics = _hrtem(rng, xyz, numbers, fov, gpts)
+        if version >= 2:
+            image_2x, absorbed = _absorb(rng, image_2x, xyz, numbers, fov, gpts)
+            optics.update(absorbed)
     else:
         image_2x, optics = _stem(rng, xyz, numbers, fov, gpts, modality)
     params.update(optics)
@@ -493,7 +518,7 @@ def simulate_sample(seed: int, split: str, index: int, size: int = 256) -> dict:
         (labels,), _ = _scan_distortion(np.random.default_rng([seed, SPLITS[split], index, 1]), [labels], [0])
         params.update(warp)
     signal = image_2x.reshape(size, 2, size, 2).mean(axis=(1, 3))
-    recorded, (clean, bgfree, sr), acquisition = _acquire(rng, signal, image_2x, modality, pixel_nm)
+    recorded, (clean, bgfree, sr), acquisition = _acquire(rng, signal, image_2x, modality, pixel_nm, version)
     params.update(acquisition)
     present = np.unique(labels[labels > 0])
     return {
@@ -526,13 +551,13 @@ def _sample_name(index: int, modality: str) -> str:
     return f"{index:05d}_{modality}"
 
 
-def _write_sample(out: Path, seed: int, split: str, index: int, size: int) -> dict:
+def _write_sample(out: Path, seed: int, split: str, index: int, size: int, version: int = CORPUS_VERSION) -> dict:
     """Simulate and write one sample into every layout; its index file is written last."""
     record_path = out / "index" / split / f"{index:05d}.json"
     if record_path.is_file():
         return json.loads(record_path.read_text())
     start = time.perf_counter()
-    s = simulate_sample(seed, split, index, size)
+    s = simulate_sample(seed, split, index, size, version)
     name = _sample_name(index, s["modality"])
     meta = {"pixel_size_nm": s["pixel_size_nm"]}
     meta_2x = {"pixel_size_nm": s["pixel_size_nm"] / 2}
@@ -591,8 +616,13 @@ def build_corpus(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
+    version: int = CORPUS_VERSION,
+    modalities: tuple[str, ...] | None = None,
 ) -> Path:
-    """Write (or finish) the corpus in ``out``; returns ``out``. Samples already written are kept."""
+    """Write (or finish) the corpus in ``out``; returns ``out``. Samples already written are kept.
+    ``modalities`` keeps only the samples of those modalities (the others' indices stay unused)."""
+    if modalities is not None and not set(modalities) <= set(MODALITIES):
+        raise EmzooError(f"modalities {modalities}: expected some of {', '.join(MODALITIES)}")
     if size < 64 or size % 16:
         raise EmzooError(f"size {size}: expected a multiple of 16, at least 64 pixels")
     counts = {"train": n_train, "val": n_val, "test": n_test}
@@ -601,7 +631,9 @@ def build_corpus(
             raise EmzooError(f"n_{split} {n}: expected a count >= 0")
     out = Path(out)
     manifest_path = out / "corpus.json"
-    wanted = {"version": CORPUS_VERSION, "size": size, "seed": seed, "counts": counts}
+    wanted = {"version": version, "size": size, "seed": seed, "counts": counts}
+    if modalities is not None:
+        wanted["modalities"] = sorted(modalities)
     if manifest_path.is_file():
         done = json.loads(manifest_path.read_text())
         if {k: done.get(k) for k in wanted} == wanted:
@@ -613,7 +645,12 @@ def build_corpus(
             raise EmzooError(f"{out}: holds a corpus of other parameters ({previous}); choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
     (out / ".build.json").write_text(json.dumps(wanted))
-    jobs = [(out, seed, split, i, size) for split, n in counts.items() for i in range(n)]
+    jobs = [
+        (out, seed, split, i, size, version)
+        for split, n in counts.items()
+        for i in range(n)
+        if modalities is None or MODALITY_CYCLE[i % len(MODALITY_CYCLE)] in modalities
+    ]
     start = time.perf_counter()
     records: list[dict] = []
     workers = workers or os.cpu_count() or 1
@@ -669,6 +706,11 @@ def default_corpus(progress: bool = True, workers: int | None = None, **kwargs) 
     """The corpus with the given parameters, built once into emzoo's cache (``$EMZOO_CACHE``)."""
     params = dict(n_train=960, n_val=96, n_test=192, size=256, seed=0)
     params.update(kwargs)
-    key = hashlib.sha1(json.dumps([CORPUS_VERSION, sorted(params.items())]).encode()).hexdigest()[:10]
-    path = cache_root() / "corpus" / f"emsim-v{CORPUS_VERSION}-{key}"
-    return build_corpus(path, progress=progress, workers=workers, **params)
+    version = params.pop("version", CORPUS_VERSION)
+    if params.get("modalities") is None:
+        params.pop("modalities", None)
+    else:
+        params["modalities"] = sorted(params["modalities"])
+    key = hashlib.sha1(json.dumps([version, sorted(params.items())]).encode()).hexdigest()[:10]
+    path = cache_root() / "corpus" / f"emsim-v{version}-{key}"
+    return build_corpus(path, progress=progress, workers=workers, version=version, **params)

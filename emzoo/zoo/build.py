@@ -52,6 +52,12 @@ def hardware() -> dict:
     return info
 
 
+def corpus_for(recipe) -> Path:
+    from emzoo.data.corpus import default_corpus
+
+    return default_corpus(**dict(recipe.corpus))
+
+
 def _pixel_range(corpus: Path, subset: str) -> tuple[list[float], str]:
     """The pixel sizes (nm/px) of a corpus subset's training split, and its modalities."""
     from emzoo.data.corpus import SEGMENT_GROUP, records
@@ -93,12 +99,13 @@ def train_config(entry: ZooEntry, corpus: Path, run_dir: Path, base_folder: Path
     )
 
 
-def build_one(entry: ZooEntry, corpus: Path, runs: Path, out: Path = SHIPPED_DIR) -> dict:
+def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
     """Train one checkpoint (resuming its run) and write its shipped folder."""
     import emzoo
     from emzoo.train.trainer import Trainer
 
     recipe = RECIPES[entry.recipe]
+    corpus = corpus_for(recipe)
     base_folder = None
     if entry.base_model:
         base_folder = out / entry.base_model
@@ -111,9 +118,15 @@ def build_one(entry: ZooEntry, corpus: Path, runs: Path, out: Path = SHIPPED_DIR
     model = emzoo.load(run_dir / "model", verify=False)
     model.emzoo_cfg.pop("source", None)
     pixel_range, modalities = _pixel_range(corpus, recipe.subset)
+    dataset = f"emzoo corpus v{dict(recipe.corpus)['version']} {recipe.subset}"
     n_params = sum(p.numel() for p in model.parameters())
     metrics = [
-        {"name": k, "value": v, "dataset": f"emzoo corpus {recipe.subset} (held-out test split)", "split": "test"}
+        {
+            "name": k,
+            "value": v,
+            "dataset": f"emzoo corpus v{dict(recipe.corpus)['version']} {recipe.subset} (held-out test split)",
+            "split": "test",
+        }
         for k, v in result["test"].items()
     ]
     emzoo.save_pretrained(
@@ -170,15 +183,12 @@ def build(names: list[str] | None = None, runs: str | Path | None = None, progre
     """Build the shipped checkpoints (all, or ``names``), skipping the finished ones."""
     from tqdm.auto import tqdm
 
-    from emzoo.data.corpus import default_corpus
-
     entries = shipped_entries()
     if names:
         unknown = sorted(set(names) - {e.name for e in entries})
         if unknown:
             raise EmzooError(f"not shipped checkpoints: {', '.join(unknown)} (see `emzoo zoo build --list`)")
         entries = [e for e in entries if e.name in names]
-    corpus = default_corpus(progress=progress)
     runs = Path(runs) if runs else cache_root() / "zoo-build"
     done = []
     for entry in tqdm(entries, desc="zoo build", unit="ckpt", disable=not progress):
@@ -186,7 +196,7 @@ def build(names: list[str] | None = None, runs: str | Path | None = None, progre
             refresh_config(entry)
             done.append({"name": entry.name, "skipped": True})
             continue
-        record = build_one(entry, corpus, runs)
+        record = build_one(entry, runs)
         _pin(record["name"], record["sha256"])
         refresh_config(entry)
         done.append(record)
