@@ -124,7 +124,7 @@ def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
         {
             "name": k,
             "value": v,
-            "dataset": f"emzoo corpus v{dict(recipe.corpus)['version']} {recipe.subset} (held-out test split)",
+            "dataset": f"{dataset} (held-out test split)",
             "split": "test",
         }
         for k, v in result["test"].items()
