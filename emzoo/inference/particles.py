@@ -53,7 +53,7 @@ def _min_feret(coords: np.ndarray) -> float:
     return float((proj.max(0) - proj.min(0)).min() + 1)
 
 
-def _split_touching(mask: np.ndarray, min_radius_px: float) -> np.ndarray:
+def _split_touching(mask: np.ndarray) -> np.ndarray:
     """Label particles, splitting touching ones: a watershed of the distance transform from its
     h-maxima (one per convex particle; h grows with the typical particle radius so rough edges
     of a predicted mask do not split one particle in two)."""
@@ -102,9 +102,8 @@ def analyze_particles(
     else:
         min_area_px = MIN_AREA_PX
     mask = remove_small_objects(mask, max_size=max(1, int(round(min_area_px))) - 1) if min_area_px > 1 else mask
-    min_radius = math.sqrt(max(min_area_px, 1) / math.pi)
     if split_touching:
-        labels = _split_touching(mask, min_radius)
+        labels = _split_touching(mask)
     else:
         from skimage.measure import label
 
