@@ -120,65 +120,57 @@ RECIPES: dict[str, Recipe] = {
 CPU_STEPS = {("hrnet", "pretext"): 400, ("hrnet", "finetune"): 300, ("unet-other", "pretext"): 600}
 FINETUNED_UNETS = ("emzoo_unet_2_44", "emzoo_unet_4_424")
 EMSIM_DATA = "emzoo's simulated materials-EM corpus (`emzoo data corpus`: HRTEM, HAADF/ADF/ABF/BF-STEM)"
+SEG_AUGMENTATION = ("random-crop", "noise", "flip", "rot90", "resize")
+
+
+def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs) -> Recipe:
+    """A recipe of the shipped CPU build: batch 8 of 128^2 crops, a step budget."""
+    settings = dict(epochs=1, batch_size=8, image_size=128, max_steps=2000, loss="L1 + L2")
+    if task == "segment":
+        settings.update(loss="binary cross-entropy", augmentation=SEG_AUGMENTATION)
+    settings.update(kwargs)
+    return Recipe(name=name, task=task, data=EMSIM_DATA + data, subset=subset, modality=modality, **settings)
+
+
 EMSIM_RECIPES = (
-    Recipe(
-        name="pix2pix-emsim",
-        task="pretext",
-        data=EMSIM_DATA + ", every modality, unlabeled",
+    _emsim(
+        "pix2pix-emsim",
+        "pretext",
+        ", every modality, unlabeled",
+        "pretext",
+        "HRTEM, HAADF/ADF/ABF/BF-STEM",
         loss="LSGAN + 100 * L1 (conditional PatchGAN discriminator, 16 base channels)",
-        epochs=1,
-        batch_size=8,
-        image_size=128,
         l1_lambda=100.0,
         corruption=DEFAULT_CORRUPTION,
         augmentation=("flip", "rot90"),
         max_steps=1000,
         ndf=16,
-        subset="pretext",
-        modality="HRTEM, HAADF/ADF/ABF/BF-STEM",
     ),
-    Recipe(
-        name="emsim-hrtem-seg",
-        task="segment",
-        data=EMSIM_DATA + ": HRTEM of Au/Pt/Pd/Ag/Cu nanoparticles, supports and crystals",
-        loss="binary cross-entropy",
-        epochs=1,
-        batch_size=8,
-        image_size=128,
-        augmentation=("random-crop", "noise", "flip", "rot90", "resize"),
-        max_steps=2000,
-        subset="segment/tem",
-        # corpus 2 adds the amplitude (absorption) contrast that makes metal particles darker than
-        # carbon in real HRTEM; on corpus 1 this task did not train (validation Dice ~0.1)
+    # corpus 2 adds the amplitude (absorption) contrast that makes metal particles darker than carbon
+    # in real HRTEM; on corpus 1 this task did not train (validation Dice ~0.1)
+    _emsim(
+        "emsim-hrtem-seg",
+        "segment",
+        ": HRTEM of Au/Pt/Pd/Ag/Cu nanoparticles, supports and crystals",
+        "segment/tem",
+        "HRTEM",
         corpus=(("version", 2), ("modalities", ("hrtem",))),
-        modality="HRTEM",
     ),
-    Recipe(
-        name="emsim-haadf-seg",
-        task="segment",
-        data=EMSIM_DATA + ": HAADF/ADF-STEM of nanoparticles (bright), supports and crystals",
-        loss="binary cross-entropy",
-        epochs=1,
-        batch_size=8,
-        image_size=128,
-        augmentation=("random-crop", "noise", "flip", "rot90", "resize"),
-        max_steps=2000,
-        subset="segment/stem",
-        modality="HAADF/ADF-STEM",
+    _emsim(
+        "emsim-haadf-seg",
+        "segment",
+        ": HAADF/ADF-STEM of nanoparticles (bright), supports and crystals",
+        "segment/stem",
+        "HAADF/ADF-STEM",
     ),
     *(
-        Recipe(
-            name=f"emsim-{task}",
-            task=task,
-            data=EMSIM_DATA + ", every modality, noisy input and clean targets",
-            loss="L1 + L2",
-            epochs=1,
-            batch_size=8,
-            image_size=128,
+        _emsim(
+            f"emsim-{task}",
+            task,
+            ", every modality, noisy input and clean targets",
+            "restore",
+            "HRTEM, HAADF/ADF/ABF/BF-STEM",
             augmentation=("random-crop", "flip", "rot90"),
-            max_steps=2000,
-            subset="restore",
-            modality="HRTEM, HAADF/ADF/ABF/BF-STEM",
         )
         for task in ("denoise", "bg-removal", "super-res")
     ),
