@@ -1,5 +1,6 @@
-"""Quality of the shipped checkpoints on the corpus' held-out test split (other seeds than
-training), per modality, side by side with classical baselines run on the same whole images.
+"""Quality of the shipped checkpoints on the held-out test split of the corpus each was trained on
+(its own random streams, never seen in training), per modality, side by side with classical
+baselines run on the same whole images.
 
 - denoise: PSNR / SSIM against the noise-free image; baselines: the best Gaussian filter (sigma
   chosen on these test images themselves) and BM3D (the `bm3d` package, sigma chosen likewise).
@@ -30,9 +31,10 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import emzoo
 from emzoo import io
-from emzoo.data.corpus import MODALITIES, SEGMENT_GROUP, default_corpus, records
+from emzoo.data.corpus import MODALITIES, SEGMENT_GROUP, records
 from emzoo.inference.particles import analyze_particles, default_min_area_nm2
-from emzoo.zoo import ZOO
+from emzoo.zoo import RECIPES, ZOO
+from emzoo.zoo.build import corpus_for
 
 SIGMAS = (0.5, 0.8, 1.2, 1.8, 2.7, 4.0)
 BM3D_FRACTIONS = (0.5, 1.0, 2.0)  # x the noise std estimated from the image
@@ -106,10 +108,11 @@ def classical(task: str, pairs: list, with_bm3d: bool) -> dict:
     return out
 
 
-def restoration_rows(corpus: Path, names: list[str], per_modality: int, with_bm3d: bool) -> list[dict]:
+def restoration_rows(names: list[str], per_modality: int, with_bm3d: bool) -> list[dict]:
     rows = []
     tasks = sorted({ZOO[n].task for n in names if ZOO[n].task in TARGET})
     for task in tasks:
+        corpus = corpus_for(RECIPES[f"emsim-{task}"])  # the test split of the corpus these models trained on
         for modality in MODALITIES:
             samples = records(corpus, split="test", modality=modality)[:per_modality]
             folder = corpus / "restore" / "test"
@@ -141,10 +144,11 @@ def _mean(scores: list[tuple[float, float]]) -> dict:
     }
 
 
-def segmentation_rows(corpus: Path, names: list[str], per_modality: int) -> list[dict]:
+def segmentation_rows(names: list[str], per_modality: int) -> list[dict]:
     rows = []
     for name in (n for n in names if ZOO[n].task == "segment"):
         model = emzoo.load(name)
+        corpus = corpus_for(RECIPES[ZOO[name].recipe])  # the test split of its own training corpus
         group = "tem" if "hrtem" in name else "stem"
         for modality in (m for m, g in SEGMENT_GROUP.items() if g == group):
             samples = records(corpus, split="test", modality=modality)
@@ -264,10 +268,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/quality.json"))
     args = parser.parse_args()
     names = args.models or [n for n, e in sorted(ZOO.items()) if e.shipped_folder is not None and e.task != "pretext"]
-    corpus = default_corpus()
     start = time.perf_counter()
-    rows = segmentation_rows(corpus, names, args.per_modality)
-    rows += restoration_rows(corpus, names, args.per_modality, not args.no_bm3d)
+    rows = segmentation_rows(names, args.per_modality)
+    rows += restoration_rows(names, args.per_modality, not args.no_bm3d)
     import platform
 
     import torch

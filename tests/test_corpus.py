@@ -25,7 +25,7 @@ def test_every_modality_and_label(corpus):
     assert {r["modality"] for r in rows} == set(MODALITIES)
     assert {r["split"] for r in rows} == {"train", "val", "test"}
     manifest = json.loads((corpus / "corpus.json").read_text())
-    assert manifest["samples"] == 12 and set(manifest["modalities"]) == set(MODALITIES)
+    assert manifest["samples"] == 12 and set(manifest["per_modality"]) == set(MODALITIES)
     for row in rows:
         assert 0.005 <= row["pixel_size_nm"] <= 0.2
         image = corpus / "pretext" / row["split"] / row["modality"] / f"{row['name']}.tif"

@@ -17,7 +17,7 @@ def _cmd_corpus(args: argparse.Namespace) -> None:
     manifest = json.loads((out / "corpus.json").read_text())
     print(
         json.dumps(
-            {"corpus": str(out), **{k: manifest[k] for k in ("samples", "pixel_size_nm", "modalities")}}, indent=2
+            {"corpus": str(out), **{k: manifest[k] for k in ("samples", "pixel_size_nm", "per_modality")}}, indent=2
         )
     )
 

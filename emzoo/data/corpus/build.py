@@ -160,7 +160,7 @@ def _write_index(out: Path, records: list[dict], wanted: dict, seconds: float, w
         wanted,
         samples=len(records),
         pixel_size_nm=[min(pixel, default=None), max(pixel, default=None)],
-        modalities=per_modality,
+        per_modality=per_modality,
         build_seconds=round(seconds, 1),
         workers=workers,
     )
