@@ -122,7 +122,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
     n_params = sum(p.numel() for p in model.parameters()) if model is not None else meta.get("n_params")
     if entry is not None and (entry.sha256 or entry.tag.startswith("emsim")):
         weights_status = (
-            f"ship with emzoo (`emzoo.load(\"{entry.name}\")` works offline; sha256 of `model.safetensors` "
+            f'ship with emzoo (`emzoo.load("{entry.name}")` works offline; sha256 of `model.safetensors` '
             f"pinned in the registry); Hub id `{entry.hub_id}@{entry.revision}`"
         )
     elif entry is not None and model is None:

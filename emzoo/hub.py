@@ -131,8 +131,9 @@ def provenance_cfg(pretrained_cfg: dict | None, zoo_name: str | None) -> dict:
     cfg = {k: v for k, v in dict(pretrained_cfg or {}).items() if k not in ("tag", "hf_hub_id", "description", "file")}
     entry = ZOO.get(zoo_name or "")
     if entry is not None:
-        cfg.update(tag=entry.tag, hf_hub_id=f"{entry.hub_id}@{entry.revision}",
-                   description=f"{entry.task} ({entry.recipe})")
+        cfg.update(
+            tag=entry.tag, hf_hub_id=f"{entry.hub_id}@{entry.revision}", description=f"{entry.task} ({entry.recipe})"
+        )
     return cfg
 
 
@@ -371,8 +372,13 @@ def _from_hf_cache(entry: ZooEntry, revision: str | None, cache_dir) -> Path | N
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        folder = snapshot_download(entry.hub_id, revision=revision or entry.revision, cache_dir=cache_dir,
-                                   allow_patterns=HUB_FILES, local_files_only=True)
+        folder = snapshot_download(
+            entry.hub_id,
+            revision=revision or entry.revision,
+            cache_dir=cache_dir,
+            allow_patterns=HUB_FILES,
+            local_files_only=True,
+        )
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
     return Path(folder) if (Path(folder) / WEIGHTS_NAME).is_file() else None
