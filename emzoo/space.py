@@ -207,8 +207,8 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
             if stats.get("mean_diameter_nm"):
                 summary += f" · mean diameter {stats['mean_diameter_nm']:.2f} nm"
                 summary += f" (median {stats['median_diameter_nm']:.2f} nm)"
-            before_after = None
             seg_view = overlay(image, mask)
+            before_after = (np.repeat(to_uint8(image)[..., None], 3, axis=-1), seg_view)  # image | particles
             mask_view = (mask * 255).astype(np.uint8)
         else:
             before = to_uint8(image)

@@ -25,6 +25,7 @@ WANTED = {
         and s["content"] == "particles"
         and len(s["particles"]) >= 4
         and not s["params"]["inverted"]
+        and s["params"]["dose_e_per_A2"] > 300
     ),
     "adf_stem_noisy.tif": lambda s: s["modality"] == "adf" and s["content"] == "lattice",
 }
