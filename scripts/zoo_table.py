@@ -32,12 +32,13 @@ for name, entry in sorted(ZOO.items(), key=lambda kv: (kv[1].task != "pretext", 
     config = json.loads((folder / "config.json").read_text())
     meta = config["emzoo"]
     lo, hi = meta["pixel_size_nm"]
-    size_mb = (folder / "model.safetensors").stat().st_size / 2**20
+    size = (folder / "model.safetensors").stat().st_size
+    size_text = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} kB"
     metrics = ", ".join(f"{m['name']} {m['value']:.3f}" for m in meta.get("metrics", []))
     cost = meta.get("train_cost", {})
     where = f"{cost.get('cpu_cores')} CPU cores" + (f" + {cost['gpu']}" if cost.get("gpu") else "")
     print(
         f"| `{name}` | {entry.task} | {meta.get('modality')}, {lo:g}-{hi:g} | "
-        f"{n_params(folder / 'model.safetensors'):,} | {size_mb:.1f} MB {meta.get('weights_dtype')} "
+        f"{n_params(folder / 'model.safetensors'):,} | {size_text} {meta.get('weights_dtype')} "
         f"| {metrics} | {cost.get('wall_seconds', 0) / 60:.1f} min, {cost.get('steps')} steps, {where} |"
     )
