@@ -87,14 +87,14 @@ PRESETS = {
         large_archs=("emzoo_unet_4_424", "emzoo_hrnet_w18_small"),
         sim_n={"pretext": 60, "segment": 60, "tem": 80},
         sim_size=256,
-        image_size=64,
+        image_size=80,
         batch_size=8,
         pretrain_steps=1000,
-        finetune_steps=120,
+        finetune_steps=200,
         ndf=16,
         pretrained="shipped",
         corpus=(("n_train", 192), ("n_val", 24), ("n_test", 48), ("seed", 1), ("size", 256), ("version", 2)),
-        arch_steps=(("emzoo_hrnet_w18_small", 40),),
+        arch_steps=(("emzoo_hrnet_w18_small", 60),),
         default_seeds=(0, 1, 2),
         notes=(
             "A 2-core CPU in under 20 minutes: fine-tuning from the zoo's shipped pretext checkpoints (the weights "
