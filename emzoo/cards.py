@@ -120,7 +120,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
     metrics = meta.get("metrics", [])
     data = card_data(arch, task, recipe, base_model, entry.license if entry else "mit", metrics, name)
     n_params = sum(p.numel() for p in model.parameters()) if model is not None else meta.get("n_params")
-    if entry is not None and (entry.sha256 or entry.tag.startswith("emsim")):
+    if entry is not None and (entry.sha256 or entry.built_by_zoo):
         weights_status = (
             f'ship with emzoo (`emzoo.load("{entry.name}")` works offline; sha256 of `model.safetensors` '
             f"pinned in the registry); Hub id `{entry.hub_id}@{entry.revision}`"
@@ -151,7 +151,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         output=TASK_OUTPUT.get(task, "an image"),
         base_model=base_model,
         weights_status=weights_status,
-        load_name=entry.name if entry and (model is None or entry.tag.startswith("emsim")) else "path/to/this/folder",
+        load_name=entry.name if entry and (model is None or entry.built_by_zoo) else "path/to/this/folder",
         train_cost=_cost_text(meta.get("train_cost")),
         recipe_text=_recipe_text(recipe, meta),
         metrics=metrics,

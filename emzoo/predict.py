@@ -375,6 +375,7 @@ def _cmd_predict(args) -> None:
         try:
             image, meta = io.read(path)
             io.check_image(image, path)
+            source_pixel = args.pixel_size or meta.get("pixel_size_nm")
             result = predict(
                 model,
                 image,
@@ -383,7 +384,7 @@ def _cmd_predict(args) -> None:
                 batch_size=args.batch_size,
                 output=args.output,
                 engine=args.engine,
-                pixel_size=args.pixel_size or meta.get("pixel_size_nm"),
+                pixel_size=source_pixel,
             )
         except EmzooError as e:
             if not args.skip_bad:
@@ -391,7 +392,6 @@ def _cmd_predict(args) -> None:
             skipped.append(str(e))
             continue
         stem.parent.mkdir(parents=True, exist_ok=True)
-        source_pixel = args.pixel_size or meta.get("pixel_size_nm")
         pixel = output_pixel_size(task, source_pixel)
         io.write(targets[0], result, {"pixel_size_nm": pixel})
         if args.png:
@@ -412,8 +412,7 @@ def _cmd_predict(args) -> None:
         written += 1
     report = {"written": written, "done_before": done_before, "skipped": skipped, "output_dir": str(out)}
     if summaries:
-        io_summary = out / "particles_summary.json"
-        atomic_write_text(io_summary, json.dumps(summaries, indent=2))
+        atomic_write_text(out / "particles_summary.json", json.dumps(summaries, indent=2))
         report["particles"] = summaries
     if skipped:
         (out / "skipped.json").write_text(json.dumps(skipped, indent=2))

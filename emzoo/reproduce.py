@@ -141,6 +141,7 @@ class Stage:
     init: str = ""  # pretrained | random
     seed: int = 0
     out: Path = field(default_factory=Path)
+    model: str = ""  # finetune: what it starts from (a pretraining stage's model, a shipped name, random:ARCH)
 
 
 def _arch_label(arch: str) -> str:
@@ -152,15 +153,20 @@ def _arch_label(arch: str) -> str:
 
 
 def plan(preset: Preset, seeds: list[int], out: Path, pretrain: bool = False) -> list[Stage]:
+    """The stages in order; each fine-tune names the model it starts from: this run's pretraining
+    (when the preset pretrains, or ``pretrain``), else the zoo's shipped pretext checkpoint."""
+    pretraining = preset.pretrained == "pretrain" or pretrain
     stages = []
-    if preset.pretrained == "pretrain" or pretrain:
+    if pretraining:
         stages = [Stage(f"pretrain/{a}", "pretrain", a, "pretext", out=out / "pretrain" / a) for a in preset.archs]
+    bases = {a: str(out / "pretrain" / a / "model") if pretraining else shipped_pretext(a) for a in preset.archs}
     for seed in seeds:
         for task in TASKS:
             for arch in preset.archs:
                 for init in ("pretrained", "random"):
                     key = f"finetune/{task}/{arch}/{init}/seed{seed}"
-                    stages.append(Stage(key, "finetune", arch, task, init, seed, out / key))
+                    model = bases[arch] if init == "pretrained" else f"random:{arch}"
+                    stages.append(Stage(key, "finetune", arch, task, init, seed, out / key, model))
     return stages
 
 
@@ -192,29 +198,23 @@ def shipped_pretext(arch: str) -> str:
     from emzoo.zoo import ZOO
 
     for entry in ZOO.values():
-        if entry.arch == arch and entry.tag == "emsim":
+        if entry.arch == arch and entry.built_by_zoo and entry.task == "pretext":
             return entry.name
     raise EmzooError(f"{arch}: no shipped pretext checkpoint; run with --pretrain")
 
 
-def stage_config(stage: Stage, preset: Preset, data: str, out: Path):
+def stage_config(stage: Stage, preset: Preset, data: str):
     from emzoo.train import TrainConfig
 
     steps = _budget(preset, stage.kind, stage.arch)
     test_at = sorted({max(1, round(f * steps)) for f in PAPER_FRACTIONS}) if stage.kind == "finetune" else []
-    model = None
-    if stage.kind == "finetune" and stage.init == "random":
-        model = f"random:{stage.arch}"
-    elif stage.kind == "finetune":
-        pretrained_here = out / "pretrain" / stage.arch / "model"
-        model = str(pretrained_here) if pretrained_here.parent.is_dir() else shipped_pretext(stage.arch)
     return TrainConfig(
         mode=stage.kind,
         data=data,
         output_dir=str(stage.out),
         task=stage.task,
         arch=stage.arch if stage.kind == "pretrain" else None,
-        model=model,
+        model=stage.model or None,
         max_steps=steps or None,
         epochs=preset.epochs or 60,
         batch_size=preset.batch_size,
@@ -317,7 +317,7 @@ def reproduce(
     with tqdm(total=sum(cost), desc="reproduce", unit="step-equiv") as bar:  # a GAN step costs ~3 steps
         for stage, weight in zip(stages, cost):
             bar.set_postfix_str(stage.key)
-            results[stage.key] = run_stage(stage, stage_config(stage, preset, data[stage.task], out))
+            results[stage.key] = run_stage(stage, stage_config(stage, preset, data[stage.task]))
             bar.update(weight)
     baselines = trivial_baselines(preset, data)
     print("[reproduce] stage 5/5: report", flush=True)

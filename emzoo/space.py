@@ -31,19 +31,28 @@ CHROMIUM_ARGS = [
 ]
 
 
+TASK_ORDER = {"segment": 0, "denoise": 1, "bg-removal": 2, "super-res": 3, "pretext": 4}
+
+
 def reachable_models(extra: list[str] | None = None) -> list[str]:
-    """Zoo entries whose weights are in the local cache, plus the given folders / hub ids."""
+    """The given folders / hub ids first, as given, then the zoo entries whose weights are here
+    (shipped or in the Hugging Face cache), by task."""
     from huggingface_hub import try_to_load_from_cache
 
     from emzoo.hub import WEIGHTS_NAME
     from emzoo.zoo import ZOO
 
-    names = [str(p) for p in extra or []]
-    for entry in ZOO.values():
-        cached = isinstance(try_to_load_from_cache(entry.hub_id, WEIGHTS_NAME, revision=entry.revision), str)
-        if cached or entry.shipped_folder is not None:
-            names.append(entry.name)
-    return names
+    given = [str(p) for p in extra or []]
+    zoo = [
+        e
+        for e in ZOO.values()
+        if e.name not in given
+        and (
+            e.shipped_folder is not None
+            or isinstance(try_to_load_from_cache(e.hub_id, WEIGHTS_NAME, revision=e.revision), str)
+        )
+    ]
+    return given + [e.name for e in sorted(zoo, key=lambda e: (TASK_ORDER.get(e.task, len(TASK_ORDER)), e.name))]
 
 
 def choice_label(name: str) -> str:
@@ -172,11 +181,6 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
     names = reachable_models(extra_models)
     models = ModelCache(allowed=names)
     results = ResultFolder()
-    task_order = {"segment": 0, "denoise": 1, "bg-removal": 2, "super-res": 3, "pretext": 4}
-    given = [str(m) for m in extra_models or []]  # the models the user named come first, as given
-    names = given + sorted(
-        (n for n in names if n not in given), key=lambda n: (task_order.get(choice_label(n).split(" · ")[0], 5), n)
-    )
     choices = [(choice_label(n), n) for n in names]
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.tif"))
 

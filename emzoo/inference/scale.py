@@ -52,9 +52,8 @@ def resample(array: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.nd
     if array.shape[-2:] == tuple(shape):
         return array
     shrinking = shape[0] < array.shape[-2] or shape[1] < array.shape[-1]
-    lead = array.shape[:-2]
-    flat = array.reshape(-1, *array.shape[-2:])
-    out = np.stack(
-        [resize(a, shape, order=order, mode="reflect", anti_aliasing=shrinking, preserve_range=True) for a in flat]
+    # leading axes keep their size, which resize leaves untouched (no interpolation, no smoothing)
+    out = resize(
+        array, (*array.shape[:-2], *shape), order=order, mode="reflect", anti_aliasing=shrinking, preserve_range=True
     )
-    return out.reshape(*lead, *shape).astype(np.float32)
+    return out.astype(np.float32)

@@ -20,7 +20,7 @@ import torch
 
 from emzoo.errors import EmzooError
 from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
-from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, ZOO, ZooEntry
+from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, ZOO, ZooEntry, pinned_sha256
 
 FLOAT16_ABOVE = 1_000_000  # parameters: larger networks ship in float16 (the 64 MB budget)
 
@@ -28,7 +28,7 @@ FLOAT16_ABOVE = 1_000_000  # parameters: larger networks ship in float16 (the 64
 def shipped_entries() -> list[ZooEntry]:
     """What the build makes, in build order: each family's pretext checkpoint before its
     fine-tunes, the families that have fine-tunes first, the other U-Net pretext checkpoints last."""
-    entries = [e for e in ZOO.values() if e.tag.startswith("emsim")]
+    entries = [e for e in ZOO.values() if e.built_by_zoo]
     families = ["unet-4-424-emsim", "unet-2-44-emsim", "hrnet-w18-small-emsim"]
 
     def order(e: ZooEntry) -> tuple:
@@ -115,6 +115,7 @@ def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
     start = time.perf_counter()
     result = Trainer(train_config(entry, corpus, run_dir, base_folder)).train()
     wall = time.perf_counter() - start
+    machine = hardware()
     model = emzoo.load(run_dir / "model", verify=False)
     model.emzoo_cfg.pop("source", None)
     pixel_range, modalities = _pixel_range(corpus, recipe.subset)
@@ -141,14 +142,14 @@ def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
         metrics_source="emzoo zoo build (held-out corpus test split, other seeds than training)",
         pixel_size_nm=pixel_range,
         modality=modalities,
-        train_cost={"wall_seconds": round(wall, 1), "steps": result["steps"], **hardware()},
+        train_cost={"wall_seconds": round(wall, 1), "steps": result["steps"], **machine},
         train_summary=(
             f"`emzoo zoo build`: {result['steps']} steps of batch {recipe.batch_size} at {recipe.image_size}^2 "
             f"(best validation at step {result['best_val'].get('step')}) "
             f"on the corpus' {recipe.subset} folder"
             + (f", from {entry.base_model}" if entry.base_model else "")
-            + f"; {wall / 60:.1f} min on {hardware()['cpu_cores']} CPU cores"
-            + (f" and {hardware()['gpu']}" if hardware()["gpu"] else "")
+            + f"; {wall / 60:.1f} min on {machine['cpu_cores']} CPU cores"
+            + (f" and {machine['gpu']}" if machine["gpu"] else "")
             + "."
         ),
     )
@@ -156,13 +157,13 @@ def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
 
 
 def _pin(name: str, sha256: str) -> None:
-    pins = json.loads(PINS_FILE.read_text()) if PINS_FILE.is_file() else {}
+    pins = pinned_sha256()
     pins[name] = sha256
     atomic_write_text(PINS_FILE, json.dumps(dict(sorted(pins.items())), indent=1) + "\n")
 
 
 def is_built(entry: ZooEntry, out: Path = SHIPPED_DIR) -> bool:
-    pins = json.loads(PINS_FILE.read_text()) if PINS_FILE.is_file() else {}
+    pins = pinned_sha256()
     weights = out / entry.name / "model.safetensors"
     return entry.name in pins and weights.is_file() and sha256_file(weights) == pins[entry.name]
 

@@ -208,6 +208,11 @@ class ZooEntry:
     max_steps: int | None = None  # this checkpoint's step budget, when it differs from its recipe's
 
     @property
+    def built_by_zoo(self) -> bool:
+        """Whether `emzoo zoo build` makes this checkpoint (trained on the simulated corpus)."""
+        return self.tag.startswith("emsim")
+
+    @property
     def shipped_folder(self) -> Path | None:
         """The trained folder in this installation, if the entry ships with emzoo."""
         folder = SHIPPED_DIR / self.name
@@ -286,13 +291,14 @@ def _build_entries() -> dict[str, ZooEntry]:
     return {e.name: e for e in pretrained + finetuned + _emsim_entries()}
 
 
-def _pins() -> dict[str, str]:
+def pinned_sha256() -> dict[str, str]:
+    """The registry's pins: shipped name -> sha256 of its model.safetensors."""
     return json.loads(PINS_FILE.read_text()) if PINS_FILE.is_file() else {}
 
 
 def _emsim_entries() -> list[ZooEntry]:
     """The checkpoints trained on the simulated corpus: what `emzoo zoo build` makes and ships."""
-    pins = _pins()
+    pins = pinned_sha256()
     pretext_recipe = RECIPES["pix2pix-emsim"]
     bases = [(f"unet-{b}-{rf}", f"emzoo_unet_{b}_{rf}") for b, rf in UNET_POOLS] + [
         ("hrnet-w18-small", "emzoo_hrnet_w18_small")

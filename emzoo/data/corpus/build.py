@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +18,7 @@ from emzoo import io
 from emzoo.data.corpus.constants import CORPUS_VERSION, MODALITIES, MODALITY_CYCLE, SEGMENT_GROUP
 from emzoo.data.corpus.sample import simulate_sample
 from emzoo.errors import EmzooError
-from emzoo.fsutil import atomic_write_text, cache_root
+from emzoo.fsutil import atomic_write, atomic_write_text, cache_root
 
 
 def _sample_name(index: int, modality: str) -> str:
@@ -73,7 +74,7 @@ def _link(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except OSError:
-        io.write(dst, io.read(src)[0], {"pixel_size_nm": io.read(src)[1].get("pixel_size_nm")})
+        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def _work(job: tuple) -> dict:
