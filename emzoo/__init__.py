@@ -1,18 +1,23 @@
 """emzoo: the model zoo for electron-microscopy image models.
 
-``import emzoo`` registers every ``emzoo_*`` architecture with timm.
+``import emzoo`` registers every ``emzoo_*`` architecture with timm and loads nothing heavier
+(no accelerate, datasets, abTEM, gradio, onnx, matplotlib) until a function needs it.
 """
 
-__version__ = "0.1.0"
-
-from emzoo.errors import EmzooError
+from emzoo.errors import CheckpointError, ConfigError, DataError, EmzooError, ModelNotFoundError
 from emzoo.hub import create_model, download, info, load, save_pretrained
-from emzoo.predict import predict
+from emzoo.inference.predictor import Predictor, predict
+from emzoo.version import __version__
 from emzoo.zoo import ZOO, list_models
 
 __all__ = [
     "ZOO",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
     "EmzooError",
+    "ModelNotFoundError",
+    "Predictor",
     "__version__",
     "create_model",
     "download",
@@ -28,6 +33,6 @@ def __getattr__(name: str):
     """Submodules documented as ``emzoo.io``, ``emzoo.data``: imported on first use."""
     import importlib
 
-    if name in ("io", "data", "inference", "zoo", "hub"):
+    if name in ("io", "data", "inference", "zoo", "hub", "tasks", "export", "train", "space", "normalize"):
         return importlib.import_module(f"emzoo.{name}")
     raise AttributeError(f"module 'emzoo' has no attribute {name!r}")

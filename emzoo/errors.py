@@ -5,6 +5,22 @@ class EmzooError(Exception):
     """A user-facing error; the CLI prints its message on one line, without a traceback."""
 
 
+class ModelNotFoundError(EmzooError, LookupError):
+    """No checkpoint or architecture by that name, in the zoo, the caches or on disk."""
+
+
+class CheckpointError(EmzooError, ValueError):
+    """A checkpoint folder that cannot be trusted: missing, corrupt or inconsistent files."""
+
+
+class ConfigError(EmzooError, ValueError):
+    """An argument or configuration value outside what is accepted."""
+
+
+class DataError(EmzooError, ValueError):
+    """An image or dataset that cannot be used as it is."""
+
+
 # Optional packages and the extra that installs each (pip install 'emzoo[EXTRA]').
 EXTRAS = {
     "abtem": "sim",

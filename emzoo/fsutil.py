@@ -18,7 +18,8 @@ def atomic_write(path: str | Path, write_fn) -> Path:
     place: readers see the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    # the hidden name stays short: an input named with 245 characters (legal) still gets a temp file
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:64]}.", suffix=path.suffix[:16], dir=path.parent)
     os.close(fd)
     try:
         write_fn(tmp)

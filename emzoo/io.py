@@ -134,10 +134,21 @@ def _read_npy(path: Path) -> tuple[np.ndarray, dict]:
     return array, {"source_dtype": str(array.dtype), "pixel_size_nm": None}
 
 
-def read(path: str | Path, *, allow_stack: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read an image as float32: 2-D ``(H, W)``, or ``(N, H, W)`` for stacks when
-    ``allow_stack``. ``meta`` has ``pixel_size_nm`` (None when the file does not say),
-    ``source_dtype``, ``shape`` and ``format``."""
+FRAMES = ("single", "each", "mean")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def read(
+    path: str | Path, *, allow_stack: bool = False, frames: str | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read an image as float32 (float64 where float32 would overflow). ``frames`` says what a
+    stack (MRC/TIFF/DM/EMD movie or series) becomes: ``single`` (default) refuses it, ``each``
+    returns ``(N, H, W)`` (as ``allow_stack``), ``mean`` averages the frames into one image.
+    ``meta`` has ``pixel_size_nm`` (None when the file does not say), ``source_dtype``, ``shape``,
+    ``frames`` and ``format``."""
+    frames = frames or ("each" if allow_stack else "single")
+    if frames not in FRAMES:
+        raise EmzooError(f"frames={frames!r}: expected one of {', '.join(FRAMES)}")
     path = Path(path)
     fmt = format_of(path)
     if not path.is_file():
@@ -160,15 +171,28 @@ def read(path: str | Path, *, allow_stack: bool = False) -> tuple[np.ndarray, di
         raise EmzooError(f"{path}: cannot read as {fmt.upper()} (corrupt or truncated?): {detail}") from None
     if np.iscomplexobj(array) or array.dtype.fields is not None:
         raise EmzooError(f"{path}: complex or RGB-structured data ({array.dtype}); expected a real-valued image")
-    array = np.squeeze(array)
-    if array.ndim == 3 and array.shape[-1] in (3, 4) and fmt == "tiff":
+    while array.ndim > 2 and array.shape[0] == 1:  # (1, H, W), (1, 1, H, W): one image
+        array = array[0]
+    if array.ndim == 3 and array.shape[-1] == 1:  # (H, W, 1): one channel
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4:  # an RGB(A) rendering
         array = array[..., :3] @ np.array([0.299, 0.587, 0.114])
-    if array.ndim == 3 and not allow_stack:
-        raise EmzooError(f"{path}: a 3-D stack of {array.shape[0]} images; expected a single 2-D image")
-    if array.ndim not in (2, 3) or min(array.shape[-2:]) < 2:
-        raise EmzooError(f"{path}: array of shape {array.shape}; expected a 2-D image")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    meta.update(shape=tuple(array.shape), format=fmt, path=str(path))
+    if array.ndim not in (2, 3):
+        raise EmzooError(f"{path}: array of shape {array.shape}; expected a 2-D image or a stack of them")
+    if min(array.shape[-2:]) < 2:
+        raise EmzooError(f"{path}: {array.shape[-2]}x{array.shape[-1]} pixels; expected an image of at least 2x2")
+    n_frames = array.shape[0] if array.ndim == 3 else 1
+    if array.ndim == 3 and frames == "single":
+        raise EmzooError(
+            f"{path}: a stack of {n_frames} frames of {array.shape[1]}x{array.shape[2]}; expected one image "
+            "(predict each frame with --frames each, or their average with --frames mean)"
+        )
+    if array.ndim == 3 and frames == "mean":
+        array = array.mean(axis=0, dtype=np.float64)
+    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+    big = finite.size and float(np.abs(finite).max()) > FLOAT32_MAX
+    array = np.ascontiguousarray(array, dtype=np.float64 if big else np.float32)
+    meta.update(shape=tuple(array.shape), format=fmt, path=str(path), frames=n_frames)
     return array, meta
 
 
@@ -182,6 +206,11 @@ def check_image(array: np.ndarray, name: str | Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- write
+def _beyond_float32(array: np.ndarray) -> bool:
+    finite = array[np.isfinite(array)]
+    return bool(finite.size) and float(np.abs(finite).max()) > FLOAT32_MAX
+
+
 def to_uint8(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
     """An 8-bit preview by robust percentile scaling."""
     lo, hi = np.percentile(array, [low, high])
@@ -200,7 +229,8 @@ def write(path: str | Path, array: np.ndarray, meta: dict | None = None, *, dtyp
     if fmt == "tiff":
         import tifffile
 
-        data = array.astype(dtype or (array.dtype if array.dtype in (np.uint8, np.uint16) else np.float32))
+        keep = array.dtype in (np.uint8, np.uint16) or (array.dtype == np.float64 and _beyond_float32(array))
+        data = array.astype(dtype or (array.dtype if keep else np.float32))
         pixel = meta.get("pixel_size_nm")
         kwargs: dict[str, Any] = {"imagej": data.dtype != np.float64, "metadata": {"unit": "nm"} if pixel else {}}
         if pixel:

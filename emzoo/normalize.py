@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from emzoo.errors import ConfigError
+
 METHODS = ("standardize", "percentile", "none")
 
 
@@ -25,13 +27,17 @@ def remove_outliers(image: np.ndarray, threshold: float = 5.0, size: int = 3) ->
 
 
 def standardize_params(image: np.ndarray) -> tuple[float, float]:
-    mean = float(image.mean())
-    std = float(image.std())
-    return mean, std if std > 0 else 1.0
+    peak = float(np.abs(image).max()) if image.dtype.kind == "f" else 0.0
+    if peak > 1e150:  # squares of such values overflow even float64: measure in units of the peak
+        scaled = image / peak
+        return float(scaled.mean()) * peak, float(scaled.std()) * peak or 1.0
+    mean = float(image.mean(dtype=np.float64))  # float64: float16 sums overflow, 1e40 squares too
+    std = float(np.std(image, dtype=np.float64))
+    return mean, std if 0 < std < np.inf else 1.0
 
 
 def percentile_params(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
-    lo, hi = np.percentile(image, [low, high])
+    lo, hi = np.percentile(image.astype(np.float64, copy=False), [low, high])
     return float(lo), float(hi - lo) if hi > lo else 1.0
 
 
@@ -43,11 +49,29 @@ def norm_params(image: np.ndarray, method: str = "standardize") -> tuple[float, 
         return percentile_params(image)
     if method == "none":
         return 0.0, 1.0
-    raise ValueError(f"unknown normalisation '{method}'; expected one of {METHODS}")
+    raise ConfigError(f"normalization {method!r}: expected one of {', '.join(METHODS)}")
+
+
+def apply_params(image: np.ndarray, params: tuple[float, float]) -> np.ndarray:
+    """``(image - shift) / scale`` as float32, computed in float64 where float32 would overflow."""
+    big = image.dtype == np.float64 and max(abs(params[0]), params[1]) > 1e30
+    x = image.astype(np.float64 if big else np.float32)  # one working copy, normalised in place
+    x -= params[0]
+    x /= params[1]
+    return x.astype(np.float32, copy=False)
+
+
+def undo_params(output: np.ndarray, params: tuple[float, float]) -> np.ndarray:
+    """An output back in the input's units (float64 where float32 would overflow)."""
+    if max(abs(params[0]), params[1]) > 1e30:
+        return output.astype(np.float64) * params[1] + params[0]
+    output *= params[1]  # in place: memory grows with the image only
+    output += params[0]
+    return output
 
 
 def normalize(image: np.ndarray, method: str = "standardize") -> tuple[np.ndarray, tuple[float, float]]:
-    """``(image - shift) / scale`` with the method's shift and scale; returns both so the same
-    transform can be applied to a target or undone on an output."""
-    shift, scale = norm_params(image, method)
-    return ((image - shift) / scale).astype(np.float32, copy=False), (shift, scale)
+    """Normalise with the method's shift and scale; returns both so the same transform can be
+    applied to a target or undone on an output."""
+    params = norm_params(image, method)
+    return apply_params(image, params), params

@@ -59,7 +59,7 @@ def _plain(arch: str, image: np.ndarray, row: dict) -> dict:
 
 def measure(arch: str, size: int, ort: bool = True) -> dict:
     """One (arch, size) measurement, in this process."""
-    from emzoo.predict import predict
+    from emzoo.inference.predictor import predict
 
     torch.set_num_threads(2)
     model = _model(arch)
@@ -85,7 +85,7 @@ def measure(arch: str, size: int, ort: bool = True) -> dict:
         row["tiling_overhead"] = round(seconds / row["whole_seconds"], 2)
         row.update(_plain(arch, image, row))
     if size == 1024:  # correctness with real tiling (the smallest valid tile >= 512); speed vs plain
-        from emzoo.predict import RAMP, default_margin
+        from emzoo.inference.tiling import RAMP, default_margin
 
         divisor = getattr(model, "size_divisor", 1)
         tile = -(-max(512, 2 * default_margin(model) + RAMP + divisor) // divisor) * divisor

@@ -31,10 +31,10 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import emzoo
 from emzoo import io
+from emzoo.build import corpus_for
 from emzoo.data.corpus import MODALITIES, SEGMENT_GROUP, records
 from emzoo.inference.particles import analyze_particles, default_min_area_nm2
 from emzoo.zoo import RECIPES, ZOO
-from emzoo.zoo.build import corpus_for
 
 SIGMAS = (0.5, 0.8, 1.2, 1.8, 2.7, 4.0)
 BM3D_FRACTIONS = (0.5, 1.0, 2.0)  # x the noise std estimated from the image

@@ -2,7 +2,7 @@
 
 import sys
 
-from emzoo.train.cli import script_main
+from emzoo.cli.train import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("finetune"))

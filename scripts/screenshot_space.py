@@ -13,7 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from emzoo.space import CHROMIUM, CHROMIUM_ARGS, EXAMPLES_DIR, build_demo  # noqa: E402
+from emzoo.space.app import CHROMIUM, CHROMIUM_ARGS, EXAMPLES_DIR, build_demo  # noqa: E402
 
 
 def main() -> None:

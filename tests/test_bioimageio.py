@@ -14,7 +14,7 @@ from PIL import Image
 
 import emzoo
 from emzoo.export import export
-from emzoo.predict import predict
+from emzoo.inference.predictor import predict
 from tests.conftest import trained_model
 
 

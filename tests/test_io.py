@@ -37,7 +37,7 @@ def test_tiff_dtypes_and_pixel_size(tmp_path, dtype):
 def test_tiff_stack(tmp_path):
     stack = np.stack([IMG16, IMG16 // 2, IMG16 // 3])
     tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack")
-    with pytest.raises(EmzooError, match="s.tif: a 3-D stack of 3 images; expected a single 2-D image"):
+    with pytest.raises(EmzooError, match="s.tif: a stack of 3 frames of 40x56; expected one image"):
         io.read(tmp_path / "s.tif")
     array, meta = io.read(tmp_path / "s.tif", allow_stack=True)
     assert array.shape == (3, 40, 56) and np.array_equal(array[1], stack[1])

@@ -19,7 +19,8 @@ from emzoo import EmzooError
 from emzoo import io as emzoo_io
 from emzoo.export import export
 from emzoo.inference.particles import analyze_particles
-from emzoo.predict import default_margin, predict
+from emzoo.inference.predictor import predict
+from emzoo.inference.tiling import default_margin
 from emzoo.zoo import UNET_POOLS
 from tests.conftest import trained_model
 
@@ -148,7 +149,7 @@ def test_every_generator_has_a_traceable_core():
 
 @pytest.mark.parametrize("arch", ["emzoo_unet_4_424", "emzoo_hrnet_w18_small"])
 def test_fold_batchnorm_keeps_outputs(arch):
-    from emzoo.predict import fold_batchnorm
+    from emzoo.inference.engines import fold_batchnorm
 
     model = trained_model(arch)
     folded = fold_batchnorm(model)
@@ -161,24 +162,24 @@ def test_fold_batchnorm_keeps_outputs(arch):
 
 
 def test_tile_origins_cover_every_length_on_the_grid():
-    from emzoo.predict import _starts
+    from emzoo.inference.tiling import starts
 
     for length in range(100, 3000, 37):
         for tile, stride, divisor in [(480, 384, 48), (512, 464, 4), (2304, 1824, 48)]:
-            starts = _starts(length, tile, stride, divisor)
-            assert starts[0] == 0 and starts[-1] + tile >= length
-            assert all(s % divisor == 0 for s in starts)
-            assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))
+            origins = starts(length, tile, stride, divisor)
+            assert origins[0] == 0 and origins[-1] + tile >= length
+            assert all(s % divisor == 0 for s in origins)
+            assert all(0 < b - a <= stride for a, b in zip(origins, origins[1:]))
 
 
 def test_default_tiles_split_large_images_evenly():
-    from emzoo.predict import _starts, default_tile
+    from emzoo.inference.tiling import default_tile, starts
 
     model = emzoo.create_model("emzoo_unet_4_424")
     margin = default_margin(model)
     tile = default_tile(model, margin, 4096)
     assert tile <= 2400 and tile % model.size_divisor == 0
-    assert len(_starts(4096, tile, tile - 2 * margin, model.size_divisor)) == 2  # 2 x 2 tiles, not 3 x 3
+    assert len(starts(4096, tile, tile - 2 * margin, model.size_divisor)) == 2  # 2 x 2 tiles, not 3 x 3
 
 
 def test_onnxruntime_engine_matches_torch_and_is_cached(tmp_path, monkeypatch):
@@ -193,7 +194,7 @@ def test_onnxruntime_engine_matches_torch_and_is_cached(tmp_path, monkeypatch):
     stamp = cached[0].stat().st_mtime_ns
     predict(model, image[:200, :200], engine="onnxruntime")
     assert cached[0].stat().st_mtime_ns == stamp  # same weights: no second export
-    with pytest.raises(EmzooError, match="--engine"):
+    with pytest.raises(EmzooError, match="engine 'tensorrt'"):
         predict(model, image, engine="tensorrt")
 
 

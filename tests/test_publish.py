@@ -8,7 +8,10 @@ from huggingface_hub import HfApi, ModelCard
 
 import emzoo
 from emzoo import EmzooError
-from emzoo.publish import CARDS_DIR, entry_card, publish_model, publish_space, push_to_hub
+from emzoo.hub.publish import default_cards_dir, entry_card, publish_model, push_to_hub
+from emzoo.space.stage import publish_space
+
+CARDS_DIR = default_cards_dir()
 
 
 def test_committed_cards_are_up_to_date():
@@ -80,9 +83,44 @@ def test_publish_model(tmp_path, hub_calls):
     assert hub_calls[0][2]["private"] is True and hub_calls[0][2]["exist_ok"] is True
     assert hub_calls[1][2]["files"] == ["README.md", "config.json", "model.safetensors", "test_pair.safetensors"]
     assert hub_calls[2][2]["tag"] == "v1.0"
-    # the Hugging Face hook goes the same way
-    push_to_hub(emzoo.load(folder), "someorg/again")
+    # push_to_hub (save_pretrained + publish_model) goes the same way
+    assert push_to_hub(emzoo.load(folder), "someorg/again")["repo_id"] == "someorg/again"
     assert hub_calls[3][:2] == ("create_repo", "someorg/again")
+
+
+def test_push_to_hub_dry_run_reports_the_folder(tmp_path, hub_calls):
+    """push_to_hub(dry_run=True, out=...) used to raise KeyError('repo_id')."""
+    report = push_to_hub(emzoo.load(_trained_folder(tmp_path)), "someorg/x", dry_run=True, out=tmp_path / "dry")
+    assert report["dry_run"] is True and (tmp_path / "dry" / "model.safetensors").is_file()
+    assert hub_calls == []
+
+
+def test_cards_dir_is_the_checkouts_or_must_be_given(monkeypatch, tmp_path):
+    """Installed from a wheel, emzoo has no repository: `emzoo cards` used to write into
+    site-packages; now it asks for a folder."""
+    from emzoo.hub import publish
+
+    assert default_cards_dir() == Path(__file__).resolve().parents[1] / "cards"
+    monkeypatch.setattr(publish, "SOURCE_ROOT", tmp_path / "site-packages")
+    with pytest.raises(EmzooError, match="pass a folder"):
+        publish.write_cards()
+
+
+def test_a_recipe_run_writes_the_recipes_card(tmp_path):
+    """--recipe records the RECIPES key (cards used to get the zoo entry's name and drop the
+    datasets block and citation)."""
+    from emzoo.cli import build_parser
+    from emzoo.cli.train import _resolve
+
+    args = build_parser(["finetune"]).parse_args(
+        ["finetune", "--recipe", "unet-2-44-cem500k-au-seg", "--data", "simulated", "--output-dir", str(tmp_path)]
+    )
+    cfg = _resolve(args, "finetune")
+    assert cfg.recipe == "au-seg"
+    card = emzoo.hub.cards.render_card(
+        {"architecture": "emzoo_unet_2_44", "emzoo": {"task": "segment", "recipe": "unet-2-44-cem500k-au-seg"}}
+    )
+    assert "Sytwu" in card and "Au-nanoparticles-HRTEM" in card
 
 
 def test_dry_run_folders_are_complete_and_load(tmp_path, hub_calls):
@@ -109,7 +147,9 @@ def test_publish_space(tmp_path, hub_calls):
     assert front["sdk"] == "gradio" and front["app_file"] == "app.py" and front["models"] == ["someorg/a", "someorg/b"]
     assert front["sdk_version"] and front["python_version"] == "3.11"
     assert "hf-hub:someorg/a" in (staged / "app.py").read_text()
-    assert (staged / "emzoo" / "space.py").is_file() and "gradio" not in (staged / "requirements.txt").read_text()
+    assert (staged / "emzoo" / "space" / "app.py").is_file() and "gradio" not in (
+        staged / "requirements.txt"
+    ).read_text()
     publish_space("someorg/emzoo-demo", ["someorg/a"])
     assert hub_calls[0] == (
         "create_repo",
@@ -120,7 +160,7 @@ def test_publish_space(tmp_path, hub_calls):
 
 
 def test_space_requirements_match_what_publish_space_writes():
-    from emzoo.publish import SPACE_REQUIREMENTS
+    from emzoo.space.stage import SPACE_REQUIREMENTS
 
     listed = (Path(__file__).resolve().parents[1] / "spaces" / "demo" / "requirements.txt").read_text().splitlines()
     assert [line for line in listed if line and not line.startswith("#")] == SPACE_REQUIREMENTS

@@ -10,7 +10,7 @@ import tifffile
 
 import emzoo
 from emzoo import io
-from emzoo.space import CHROMIUM, CHROMIUM_ARGS
+from emzoo.space.app import CHROMIUM, CHROMIUM_ARGS
 
 
 def _free_port() -> int:
@@ -21,7 +21,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from emzoo.space import build_demo
+    from emzoo.space.app import build_demo
 
     root = tmp_path_factory.mktemp("space")
     folders = {}
@@ -61,11 +61,12 @@ def test_bad_upload_shows_a_message_and_the_app_keeps_serving(app):
     client = Client(demo.local_url, verbose=False)
     bad = root / "notes.docx"
     bad.write_bytes(b"hello")
-    with pytest.raises(Exception, match="unsupported format '.docx'"):
+    with pytest.raises(Exception, match="unsupported format '.docx'") as error:
         client.predict(folders["denoise"], handle_file(str(bad)), api_name="/predict")
+    assert "/tmp" not in str(error.value) and "gradio" not in str(error.value)  # no server paths
     stack = root / "stack.tif"
     tifffile.imwrite(stack, np.zeros((3, 16, 16), np.uint16), photometric="minisblack")
-    with pytest.raises(Exception, match="3-D stack"):
+    with pytest.raises(Exception, match="stack.tif: a stack of 3 frames; the demo takes one image"):
         client.predict(folders["denoise"], handle_file(str(stack)), api_name="/predict")
     assert client.predict(folders["denoise"], handle_file(str(image)), api_name="/predict")
 

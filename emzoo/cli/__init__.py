@@ -53,17 +53,17 @@ def _add_core(sub: argparse._SubParsersAction) -> None:
 # Every command and the module that adds it (``add_commands(subparsers)``), so that the parser
 # imports only the module of the command being run: `emzoo --version` and `--help` import none.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("emzoo.data.simulate", "datasets: simulate embedded default data, or the corpus"),
-    "pretrain": ("emzoo.train.cli", "self-supervised Pix2Pix cGAN pretraining of a generator"),
-    "finetune": ("emzoo.train.cli", "fine-tune a generator for segmentation or restoration"),
-    "evaluate": ("emzoo.train.cli", "metrics of a trained model on a dataset split"),
-    "predict": ("emzoo.predict", "run a model over images or folders (tiled, any size)"),
-    "export": ("emzoo.export", "export a model to ONNX, TorchScript or a BioImage.IO package (verified)"),
-    "publish": ("emzoo.publish", "upload a model folder (with its card) to the Hugging Face Hub"),
-    "publish-space": ("emzoo.publish", "upload the Gradio demo as a Hugging Face Space"),
-    "cards": ("emzoo.publish", "regenerate the model cards of every zoo entry"),
-    "demo": ("emzoo.space", "the Gradio Space, locally"),
-    "reproduce": ("emzoo.reproduce", "run the paper's experiment end to end and report"),
+    "data": ("emzoo.cli.data", "datasets: simulate embedded default data, or the corpus"),
+    "pretrain": ("emzoo.cli.train", "self-supervised Pix2Pix cGAN pretraining of a generator"),
+    "finetune": ("emzoo.cli.train", "fine-tune a generator for segmentation or restoration"),
+    "evaluate": ("emzoo.cli.train", "metrics of a trained model on a dataset split"),
+    "predict": ("emzoo.cli.predict", "run a model over images or folders (tiled, any size)"),
+    "export": ("emzoo.cli.export", "export a model to ONNX, TorchScript or a BioImage.IO package (verified)"),
+    "publish": ("emzoo.cli.publish", "upload a model folder (with its card) to the Hugging Face Hub"),
+    "publish-space": ("emzoo.cli.publish", "upload the Gradio demo as a Hugging Face Space"),
+    "cards": ("emzoo.cli.publish", "regenerate the model cards of every zoo entry"),
+    "demo": ("emzoo.cli.demo", "the Gradio Space, locally"),
+    "reproduce": ("emzoo.cli.reproduce", "run the paper's experiment end to end and report"),
     "zoo": ("emzoo.cli.zoo", "the zoo's shipped checkpoints"),
 }
 
@@ -77,7 +77,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     and a one-line entry for every other command."""
     import importlib
 
-    from emzoo import __version__
+    from emzoo.version import __version__
 
     parser = argparse.ArgumentParser(prog="emzoo", description="Model zoo for electron-microscopy image models.")
     parser.add_argument("--version", action="version", version=f"emzoo {__version__}")

@@ -7,7 +7,7 @@ import json
 
 
 def _cmd_build(args: argparse.Namespace) -> None:
-    from emzoo.zoo.build import build, is_built, shipped_entries
+    from emzoo.build import build, is_built, shipped_entries
 
     if args.list:
         for entry in shipped_entries():

@@ -24,8 +24,9 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from emzoo import io
-from emzoo.errors import EmzooError
+from emzoo.errors import ConfigError, EmzooError
 from emzoo.fsutil import cache_root, new_folder
+from emzoo.tasks import TASK_NAMES
 
 SIM_VERSION = 2  # 2: deterministic FFTs (the same seed gives the same bytes in every process)
 # abTEM's default FFTW_MEASURE times candidate plans in each process, so rounding, and after it every
@@ -34,7 +35,7 @@ SIM_VERSION = 2  # 2: deterministic FFTs (the same seed gives the same bytes in 
 ABTEM_CONFIG = {"fft": "numpy"}
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 TEM_FOLDERS = ("image", "noNoise", "noBackgroundnoNoise", "noNoiseNoBackgroundSuperresolution")
-SIM_TASKS = ("pretext", "segment", "denoise", "bg-removal", "super-res")
+SIM_TASKS = TASK_NAMES
 
 
 # ------------------------------------------------------------------------ HRTEM Au on carbon
@@ -319,9 +320,9 @@ def simulate_dataset(task: str, out: str | Path, n: int = 24, size: int = 256, s
     """Write a simulated dataset for ``task`` into ``out`` (atomically: it appears complete or
     not at all) and return its path."""
     if task not in WRITERS:
-        raise EmzooError(f"--task {task}: expected one of {', '.join(SIM_TASKS)}")
+        raise ConfigError(f"task {task!r}: expected one of {', '.join(SIM_TASKS)}")
     if size < 32 or size % 2:
-        raise EmzooError(f"--size {size}: expected an even size of at least 32 pixels")
+        raise ConfigError(f"size {size}: expected an even size of at least 32 pixels")
     rng = np.random.default_rng(seed)
     with new_folder(out) as tmp:
         with tqdm(total=n, desc=f"simulating {task}", disable=not progress, unit="img") as bar:
@@ -346,25 +347,3 @@ def simulated(task: str, n: int = 24, size: int = 256, seed: int = 0, progress: 
             shutil.rmtree(path)
         simulate_dataset(task, path, n=n, size=size, seed=seed, progress=progress)
     return path
-
-
-# ------------------------------------------------------------------------------------- CLI
-def _cmd_simulate(args) -> None:
-    out = simulate_dataset(args.task, args.out, n=args.n, size=args.size, seed=args.seed, progress=not args.quiet)
-    print(out)
-
-
-def add_commands(sub) -> None:
-    data = sub.add_parser("data", help="datasets: simulate embedded default data")
-    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
-    p = data_sub.add_parser("simulate", help="simulate a dataset in the real layout for a task")
-    p.add_argument("--task", required=True, choices=SIM_TASKS)
-    p.add_argument("--n", type=int, default=24, help="number of images (split 70/15/15 into train/val/test)")
-    p.add_argument("--size", type=int, default=256, help="image size in pixels")
-    p.add_argument("--out", required=True, help="output folder (must be new or empty)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_simulate)
-    from emzoo.cli.corpus import add_data_commands
-
-    add_data_commands(data_sub)

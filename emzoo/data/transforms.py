@@ -59,10 +59,17 @@ def flip_rotate(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.n
 
 
 def random_rescale(
-    image: np.ndarray, target: np.ndarray | None, rng: np.random.Generator, scale_range=(0.8, 1.25)
+    image: np.ndarray,
+    target: np.ndarray | None,
+    rng: np.random.Generator,
+    scale_range=(0.8, 1.25),
+    min_size: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Resize augmentation for segmentation: bilinear for the image, nearest for the mask."""
+    """Resize augmentation for segmentation: bilinear for the image, nearest for the mask. The
+    scale never shrinks the image below ``min_size`` (the crop that follows), so images exactly
+    the crop size stay usable."""
     scale = float(rng.uniform(*scale_range))
+    scale = max(scale, min_size / min(image.shape)) if min_size else scale
     image = ndimage.zoom(image, scale, order=1)
     if target is not None:
         target = ndimage.zoom(target, scale, order=0)

@@ -156,7 +156,9 @@ def summarize(rows: list[dict], labels: np.ndarray, pixel_size_nm: float | None)
 
 
 def write_csv(path: str | Path, rows: list[dict], pixel_size_nm: float | None) -> Path:
-    fields = list(FIELDS) + (list(NM_FIELDS) if pixel_size_nm else [])
+    fields = (
+        (["frame"] if rows and "frame" in rows[0] else []) + list(FIELDS) + (list(NM_FIELDS) if pixel_size_nm else [])
+    )
 
     def _write(tmp: str) -> None:
         with open(tmp, "w", newline="") as fh:

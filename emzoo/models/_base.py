@@ -1,11 +1,12 @@
-"""Pieces every emzoo network shares: size padding and the Hugging Face hooks."""
+"""What every emzoo generator shares: any input size (pad to the pooling grid, crop back), a
+1x1 head that timm's classifier API can swap, and the size divisor / receptive field that tiled
+inference reads."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -18,26 +19,28 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (h, w)
 
 
-class HubMixin:
-    """``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` as Hugging Face users know
-    them, all routed through :func:`emzoo.load` and :func:`emzoo.save_pretrained` so there is one
-    config format (timm's) and loading is strict."""
+class ImageToImage(nn.Module):
+    """Base of the generators: ``forward`` takes any H x W; subclasses implement
+    ``forward_padded`` for inputs the pooling divides (shape-agnostic, so it traces and exports)."""
 
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, **kwargs):
-        from emzoo.hub import load
+    size_divisor: int = 1
+    output_scale: int = 1  # output pixels per input pixel
+    receptive_field: int | None = None  # pixels; None where it spans any practical tile (HRNet)
+    in_chans: int
+    num_classes: int
+    num_features: int
+    head: nn.Module
 
-        model = load(name_or_path, **kwargs)
-        if not isinstance(model, cls):
-            raise TypeError(f"{name_or_path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, (h, w) = pad_to_multiple(x, self.size_divisor)
+        return self.forward_padded(x)[..., : h * self.output_scale, : w * self.output_scale]
 
-    def save_pretrained(self, save_directory: str | Path, **kwargs) -> Path:
-        from emzoo.hub import save_pretrained
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
-        return save_pretrained(self, save_directory, **kwargs)
+    def get_classifier(self) -> nn.Module:
+        return self.head
 
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        from emzoo.publish import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Conv2d(self.num_features, num_classes, 1)

@@ -15,7 +15,7 @@ from timm.models._registry import generate_default_cfgs
 from timm.models.hrnet import HighResolutionNetFeatures, cfg_cls
 from torch import nn
 
-from emzoo.models._base import HubMixin, pad_to_multiple
+from emzoo.models._base import ImageToImage
 from emzoo.zoo import pretrained_cfgs
 
 __all__ = ["HRNetGenerator"]
@@ -51,7 +51,7 @@ def _conv_bn_relu(in_chs: int, out_chs: int, kernel_size: int) -> nn.Sequential:
     )
 
 
-class HRNetGenerator(HubMixin, nn.Module):
+class HRNetGenerator(ImageToImage):
     """HRNet backbone + HRNetV2 fusion + full-resolution decoder; output size = input size."""
 
     size_divisor = 32
@@ -86,17 +86,6 @@ class HRNetGenerator(HubMixin, nn.Module):
         self.refine = _conv_bn_relu(fuse_chans // 4 + full_res_chans, full_res_chans * 2, 3)
         self.num_features = full_res_chans * 2
         self.head = nn.Conv2d(self.num_features, num_classes, 1)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Conv2d(self.num_features, num_classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, (h, w) = pad_to_multiple(x, self.size_divisor)
-        return self.forward_padded(x)[..., :h, :w]
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The network on an input whose size 32 divides (shape-agnostic: traceable)."""

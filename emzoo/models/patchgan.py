@@ -11,8 +11,6 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._registry import generate_default_cfgs
 from torch import nn
 
-from emzoo.models._base import HubMixin
-
 __all__ = ["PatchGAN"]
 
 default_cfgs = generate_default_cfgs(
@@ -29,7 +27,7 @@ default_cfgs = generate_default_cfgs(
 )
 
 
-class PatchGAN(HubMixin, nn.Module):
+class PatchGAN(nn.Module):
     """C64-C128-C256-C512 PatchGAN with 4x4 convs, BatchNorm and LeakyReLU(0.2)."""
 
     def __init__(self, in_chans: int = 2, num_classes: int = 1, ndf: int = 64, n_layers: int = 3) -> None:

@@ -15,7 +15,7 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._registry import generate_default_cfgs
 from torch import nn
 
-from emzoo.models._base import HubMixin, pad_to_multiple
+from emzoo.models._base import ImageToImage
 from emzoo.zoo import UNET_POOLS, pretrained_cfgs
 
 __all__ = ["ResidualUNet", "ResidualBlock", "receptive_field", "measure_receptive_field"]
@@ -103,7 +103,7 @@ def measure_receptive_field(model: nn.Module, trials: int = 3, positions: int = 
     return extents
 
 
-class ResidualUNet(HubMixin, nn.Module):
+class ResidualUNet(ImageToImage):
     """Residual U-Net generator; any input size, output has the input's height and width."""
 
     def __init__(
@@ -139,17 +139,6 @@ class ResidualUNet(HubMixin, nn.Module):
     @property
     def receptive_field(self) -> int:
         return receptive_field(self.pools, self.bottleneck.kernel_sizes)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Conv2d(self.num_features, num_classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, (h, w) = pad_to_multiple(x, self.size_divisor)
-        return self.forward_padded(x)[..., :h, :w]
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The network on an input whose size the pooling divides (shape-agnostic: traceable)."""

@@ -9,11 +9,18 @@ from pathlib import Path
 
 import torch
 
-from emzoo.train.trainer import TrainConfig, Trainer
+from emzoo.train.config import TrainConfig
+from emzoo.train.trainer import Trainer
 
 
 def bench_trainer(
-    arch: str, mode: str, data: str | Path, batch_size: int = 16, image_size: int = 256, compile: str = "on"
+    arch: str,
+    mode: str,
+    data: str | Path,
+    batch_size: int = 16,
+    image_size: int = 256,
+    compile: str = "on",
+    mixed_precision: str = "no",
 ) -> Trainer:
     """A Trainer set up as a user's run would be, writing into a throw-away folder."""
     out = Path(tempfile.mkdtemp(prefix="emzoo-bench-")) / "run"
@@ -28,6 +35,7 @@ def bench_trainer(
         image_size=image_size,
         max_steps=1000,
         compile=compile,
+        mixed_precision=mixed_precision,
         progress=False,
     )
     return Trainer(cfg)
@@ -45,7 +53,14 @@ def trainer_step(trainer: Trainer) -> Callable[[torch.Tensor, torch.Tensor], dic
 def images_per_second(step: Callable, x: torch.Tensor, y: torch.Tensor, steps: int, warmup: int = 1) -> float:
     for _ in range(warmup):
         step(x, y)
+    _sync()
     start = time.perf_counter()
     for _ in range(steps):
         step(x, y)
+    _sync()  # the step returns device tensors: wait for the GPU before reading the clock
     return x.shape[0] * steps / (time.perf_counter() - start)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()

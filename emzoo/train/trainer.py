@@ -11,92 +11,33 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 import shutil
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from emzoo.errors import EmzooError
-from emzoo.hub import state_hash
-from emzoo.train.metrics import SELECTION, is_better, lsgan_loss, per_sample_stats, summarize, task_loss
+from emzoo.data import load_dataset
+from emzoo.data.pipeline import fingerprint
+from emzoo.errors import ConfigError, EmzooError
+from emzoo.hub import create_model, load, save_pretrained, state_hash
+from emzoo.tasks import get_task
+from emzoo.train import run_folder
+from emzoo.train.config import TrainConfig, TrainState, build_generator, resolve_data
+from emzoo.train.evaluation import score
+from emzoo.train.precision import choose_precision
+from emzoo.train.run_folder import CHECKPOINTS, MODEL_DIR, RESULT_FILE, latest_checkpoint
 
 _log = logging.getLogger("emzoo.train")
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
-MODEL_DIR = "model"
 
 
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; written to ``run.json`` so the run can be reproduced."""
-
-    mode: str  # "pretrain" or "finetune"
-    data: str
-    output_dir: str
-    task: str = "pretext"
-    arch: str | None = None  # pretrain: the generator architecture
-    model: str | None = None  # finetune: zoo name, hf-hub:..., folder, or random:ARCH
-    recipe: str | None = None
-    epochs: int = 60
-    max_steps: int | None = None
-    batch_size: int = 16
-    image_size: int = 256
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    l1_lambda: float = 100.0
-    num_classes: int = 1
-    seed: int = 0
-    num_workers: int = 0
-    checkpointing_steps: int | None = None  # None: at the end of every epoch
-    checkpoints_total_limit: int = 2
-    resume_from_checkpoint: str | None = None
-    mixed_precision: str = "no"
-    gradient_accumulation_steps: int = 1
-    compile: str = "auto"  # auto | on | off
-    channels_last: bool = True
-    report_to: str | None = None
-    sim_n: int = 48
-    sim_size: int = 256
-    eval_batches: int | None = None
-    test_at_steps: list[int] = field(default_factory=list)  # also score the test split at these steps
-    keep_checkpoints: bool = True
-    ndf: int = 64  # discriminator width (Pix2Pix: 64)
-    progress: bool = True
-    cpu: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def identity(self) -> dict:
-        """What makes two runs the same run (for refusing unrelated output directories)."""
-        return {k: getattr(self, k) for k in ("mode", "task", "arch", "model", "data", "seed", "image_size")}
-
-
-@dataclass
-class TrainState:
-    """Progress that checkpoints carry besides weights and optimiser state."""
-
-    step: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0
-    best: float | None = None
-    best_step: int | None = None
-    history: list[dict] = field(default_factory=list)
-
-    def state_dict(self) -> dict:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+def lsgan_loss(scores: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN loss (Mao et al. 2017): push scores to 1 for real, 0 for fake."""
+    return F.mse_loss(scores.float(), torch.full_like(scores.float(), 1.0 if real else 0.0))
 
 
 class EpochShuffled(Dataset):
@@ -120,88 +61,6 @@ class EpochShuffled(Dataset):
         return self.dataset[int(self.order[index])]
 
 
-# ------------------------------------------------------------------------------ set-up
-def resolve_data(cfg: TrainConfig, split_task: str | None = None) -> Path:
-    """``simulated`` means a small simulated dataset for the task, built once and cached."""
-    if cfg.data == "simulated":
-        from emzoo.data.simulate import simulated
-
-        return simulated(split_task or cfg.task, n=cfg.sim_n, size=cfg.sim_size, seed=0, progress=cfg.progress)
-    if cfg.data == "corpus" or cfg.data.startswith("corpus:"):
-        from emzoo.data.corpus import default_corpus
-
-        path = default_corpus(progress=cfg.progress) / cfg.data.partition(":")[2]
-        if not path.is_dir():
-            raise EmzooError(f"--data {cfg.data}: no such corpus folder (pretext, restore, segment/tem, segment/stem)")
-        return path
-    path = Path(cfg.data).expanduser()
-    if not path.exists():
-        raise EmzooError(f"--data {cfg.data}: no such file or folder (or use --data simulated)")
-    return path
-
-
-def build_generator(cfg: TrainConfig) -> nn.Module:
-    import emzoo
-
-    if cfg.mode == "pretrain":
-        if not cfg.arch:
-            raise EmzooError("--arch is required for pretraining (e.g. emzoo_unet_2_44; see `emzoo list`)")
-        model = emzoo.create_model(cfg.arch)
-        model.emzoo_cfg = {"task": "pretext"}
-        return model
-    if not cfg.model:
-        raise EmzooError("--model is required for fine-tuning (a zoo name, hf-hub:ORG/NAME, a folder or random:ARCH)")
-    if cfg.model.startswith("random:"):
-        model = emzoo.create_model(cfg.model.split(":", 1)[1], num_classes=cfg.num_classes)
-        model.emzoo_new_keys = []
-        return model
-    model = emzoo.load(cfg.model, num_classes=cfg.num_classes if cfg.num_classes != 1 else None)
-    new_keys = getattr(model, "emzoo_new_keys", [])
-    _log.info("fine-tuning %s: %s", cfg.model, f"new keys {new_keys}" if new_keys else "all weights kept")
-    return model
-
-
-def _versions() -> dict:
-    import accelerate
-    import timm
-
-    from emzoo import __version__
-
-    return {
-        "emzoo": __version__,
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "accelerate": accelerate.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _check_output_dir(out: Path, cfg: TrainConfig) -> None:
-    run_file = out / RUN_FILE
-    if not run_file.is_file():
-        if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-            raise EmzooError(f"--output-dir {out}: not empty and not an emzoo run; choose a new folder")
-        return
-    previous = json.loads(run_file.read_text()).get("config", {})
-    prev_identity = {k: previous.get(k) for k in cfg.identity()}
-    if prev_identity != cfg.identity():
-        diff = {k: (prev_identity[k], v) for k, v in cfg.identity().items() if prev_identity[k] != v}
-        raise EmzooError(f"--output-dir {out}: holds another run (differs in {diff}); choose a new folder")
-    if not cfg.resume_from_checkpoint:
-        raise EmzooError(
-            f"--output-dir {out}: holds this run already; pass --resume-from-checkpoint latest to continue it, "
-            "or choose a new folder"
-        )
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    folder = out / CHECKPOINTS
-    if not folder.is_dir():
-        return None
-    done = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step_"))
-    return done[-1] if done else None
-
-
 def _loader(dataset: Dataset, cfg: TrainConfig, train: bool) -> DataLoader:
     return DataLoader(
         dataset,
@@ -222,11 +81,17 @@ class Trainer:
 
         AcceleratorState._reset_state()  # several runs in one process (reproduce), each with its own settings
         self.cfg = cfg
+        self.task = get_task(cfg.task)
         self.out = Path(cfg.output_dir)
         if cfg.compile not in ("auto", "on", "off"):
-            raise EmzooError(f"--compile {cfg.compile}: expected auto, on or off")
+            raise ConfigError(f"compile {cfg.compile!r}: expected auto, on or off")
+        set_seed(cfg.seed)
+        self.generator = build_generator(cfg)  # a bad model name fails before any data work
+        self.mixed_precision = choose_precision(
+            cfg.mixed_precision, self.generator, cfg.batch_size, cfg.image_size, cpu=cfg.cpu
+        )
         self.accelerator = Accelerator(
-            mixed_precision=cfg.mixed_precision,
+            mixed_precision=self.mixed_precision,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             cpu=cfg.cpu,
             log_with=cfg.report_to,
@@ -234,27 +99,21 @@ class Trainer:
         )
         acc = self.accelerator
         if acc.is_main_process:
-            _check_output_dir(self.out, cfg)
+            run_folder.check_output_dir(self.out, cfg.identity(), cfg.resume_from_checkpoint)
         acc.wait_for_everyone()
-        set_seed(cfg.seed)
-        self.generator = build_generator(cfg)  # a bad model name fails before any data work
         self.new_keys = getattr(self.generator, "emzoo_new_keys", [])
         with acc.main_process_first():
-            self.data_path = resolve_data(cfg)
+            self.data_path = resolve_data(cfg.data, cfg.task, cfg.sim_n, cfg.sim_size, cfg.progress)
         self._build_data()
         self.discriminator = None
         if cfg.mode == "pretrain":
-            import emzoo
-
             chans = self.generator.in_chans + self.generator.num_classes
-            self.discriminator = emzoo.create_model("emzoo_patchgan", in_chans=chans, ndf=cfg.ndf)
+            self.discriminator = create_model("emzoo_patchgan", in_chans=chans, ndf=cfg.ndf)
         self.state = TrainState()
         self._prepare()
 
     # ---------------------------------------------------------------- data
     def _build_data(self) -> None:
-        from emzoo.data import load_dataset
-
         cfg = self.cfg
         common = dict(image_size=cfg.image_size, seed=cfg.seed, num_classes=max(cfg.num_classes, 2))
         self.train_set = load_dataset(self.data_path, cfg.task, "train", **common)
@@ -263,7 +122,7 @@ class Trainer:
             ds[0]  # fail now, with the file's name, not inside a worker later
         world = self.accelerator.num_processes
         if len(self.train_set) < cfg.batch_size * world:
-            raise EmzooError(
+            raise ConfigError(
                 f"--batch-size {cfg.batch_size}: larger than the training split ({len(self.train_set)} images"
                 f"{f' over {world} processes' if world > 1 else ''}); lower it or add data"
             )
@@ -296,19 +155,12 @@ class Trainer:
         self.forward_g = torch.compile(self.g) if use_compile else self.g
         self.forward_d = torch.compile(self.d) if use_compile and self.d is not None else self.d
         acc.register_for_checkpointing(self.state)
-        if cfg.resume_from_checkpoint:
-            path = (
-                latest_checkpoint(self.out)
-                if cfg.resume_from_checkpoint == "latest"
-                else Path(cfg.resume_from_checkpoint)
-            )
-            if path is None or not path.is_dir():
-                raise EmzooError(f"--resume-from-checkpoint {cfg.resume_from_checkpoint}: no checkpoint in {self.out}")
+        self.resumed_from = None
+        if cfg.resume_from_checkpoint and (latest_checkpoint(self.out) or cfg.resume_from_checkpoint != "latest"):
+            path = run_folder.resume_path(self.out, cfg.resume_from_checkpoint)
             acc.load_state(str(path))
             _log.info("resumed from %s at step %d", path, self.state.step)
             self.resumed_from = str(path)
-        else:
-            self.resumed_from = None
 
     def _to_device(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
@@ -334,62 +186,33 @@ class Trainer:
         d_plain.requires_grad_(False)
         with acc.autocast():
             loss_gan = lsgan_loss(d_plain(torch.cat([x, fake], 1)), True)
-            loss_l1 = torch.nn.functional.l1_loss(fake.float(), y.float())
+            loss_l1 = F.l1_loss(fake.float(), y.float())
             loss_g = loss_gan + self.cfg.l1_lambda * loss_l1
         acc.backward(loss_g)
         d_plain.requires_grad_(True)
         self.opt_g.step()
         self.opt_g.zero_grad(set_to_none=True)
-        return {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
+        return {"loss_d": loss_d.detach(), "loss_g_gan": loss_gan.detach(), "loss_l1": loss_l1.detach()}
 
     def _supervised_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         with self.accelerator.autocast():
-            loss = task_loss(self.cfg.task, self.forward_g(x), y)
+            loss = self.task.loss(self.forward_g(x), y)
         self.accelerator.backward(loss)
         self.opt_g.step()
         self.opt_g.zero_grad(set_to_none=True)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     # ---------------------------------------------------------------- evaluation
-    @torch.no_grad()
-    def evaluate(self, loader: DataLoader, model: nn.Module | None = None) -> dict[str, float]:
-        model = model or self.g
-        model.eval()
-        rows = []
-        for i, batch in enumerate(loader):
-            if self.cfg.eval_batches is not None and i >= self.cfg.eval_batches:
-                break
-            x, y = self._to_device(batch)
-            with self.accelerator.autocast():
-                out = model(x)
-            rows.append(self.accelerator.gather_for_metrics(per_sample_stats(self.cfg.task, out, y)))
-        model.train()
-        return summarize(self.cfg.task, torch.cat(rows)) if rows else {}
+    def evaluate(self, loader: DataLoader, model=None) -> dict[str, float]:
+        acc = self.accelerator
+        return score(model or self.g, loader, self.task, self._to_device, acc.gather_for_metrics, acc.autocast)
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path:
-        acc = self.accelerator
-        folder = self.out / CHECKPOINTS
-        final = folder / f"step_{self.state.step:08d}"
-        tmp = folder / f".tmp_step_{self.state.step:08d}"
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)  # a checkpoint exists whole or not at all
-            done = sorted(p for p in folder.iterdir() if p.name.startswith("step_"))
-            for old in done[: max(0, len(done) - self.cfg.checkpoints_total_limit)]:
-                shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
-        return final
+        return run_folder.save_checkpoint(self.accelerator, self.out, self.state.step, self.cfg.checkpoints_total_limit)
 
     def export(self, folder: Path, metrics: list[dict] | None = None) -> None:
         """Write the generator as a Hub-ready folder (main process only)."""
-        import emzoo
-
         if not self.accelerator.is_main_process:
             return
         model = self.accelerator.unwrap_model(self.g, keep_torch_compile=False)
@@ -402,7 +225,7 @@ class Trainer:
             f"{cfg.image_size}^2, Adam lr {cfg.lr} betas {tuple(cfg.betas)}, seed {cfg.seed}. "
             "Resolved config and versions: run.json of the run."
         )
-        emzoo.save_pretrained(
+        save_pretrained(
             model,
             folder,
             task=cfg.task,
@@ -418,21 +241,16 @@ class Trainer:
     def _log_row(self, row: dict) -> None:
         self.state.history.append(row)
         if self.accelerator.is_main_process:
-            with open(self.out / METRICS_FILE, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            run_folder.append_metrics(self.out, row)
         if self.cfg.report_to:
             self.accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
 
     def _write_run_file(self) -> None:
-        from emzoo.data.datasets import fingerprint
-
         if not self.accelerator.is_main_process:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
         record = {
             "config": asdict(self.cfg),
-            "command": sys.argv,
-            "versions": _versions(),
+            "mixed_precision": self.mixed_precision,
             "processes": self.accelerator.num_processes,
             "data": {
                 "path": str(self.data_path),
@@ -444,9 +262,7 @@ class Trainer:
             "new_keys": self.new_keys,
             "resumed_from": self.resumed_from,
         }
-        tmp = self.out / f".{RUN_FILE}.tmp"
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        os.replace(tmp, self.out / RUN_FILE)
+        run_folder.write_run_file(self.out, record)
 
     def train(self) -> dict:
         from tqdm.auto import tqdm
@@ -457,7 +273,6 @@ class Trainer:
             acc.init_trackers(
                 "emzoo", config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str))}
             )
-        hold_at = int(os.environ.get("EMZOO_TEST_HOLD_AT_STEP", "0"))  # tests: stop here to be killed
         bar = tqdm(
             total=self.total_steps,
             initial=state.step,
@@ -466,7 +281,7 @@ class Trainer:
             unit="step",
         )
         every = cfg.checkpointing_steps
-        metric_name = SELECTION[cfg.task][0]
+        metric_name = self.task.selection[0]
         start = time.perf_counter()
         self.g.train()
         try:
@@ -488,8 +303,9 @@ class Trainer:
                         continue
                     state.step += 1
                     bar.update(1)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
-                    if state.step % 10 == 0 or state.step == 1:
+                    if state.step % 10 == 0 or state.step == 1:  # the only host syncs of the loop
+                        losses = {k: float(v) for k, v in losses.items()}
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
                         self._log_row({"step": state.step, "epoch": state.epoch, "split": "train", **losses})
                     if state.step in cfg.test_at_steps:
                         self._log_row(
@@ -500,9 +316,6 @@ class Trainer:
                                 **self.evaluate(self.test_loader),
                             }
                         )
-                    if hold_at and state.step == hold_at and acc.is_main_process:
-                        (self.out / ".held").write_text(str(os.getpid()))
-                        time.sleep(3600)
                     if every and state.step % every == 0:
                         self.save_checkpoint()
                     if state.step >= self.total_steps:
@@ -529,16 +342,13 @@ class Trainer:
         state = self.state
         metrics = self.evaluate(self.val_loader)
         self._log_row({"step": state.step, "epoch": state.epoch, "split": "val", **metrics})
-        if metrics and is_better(self.cfg.task, metrics[metric_name], state.best):
+        if metrics and self.task.is_better(metrics[metric_name], state.best):
             state.best, state.best_step = metrics[metric_name], state.step
             self.export(self.out / MODEL_DIR)
         self.accelerator.wait_for_everyone()
 
     def _finish(self, metric_name: str, elapsed: float) -> dict:
         """Test the best model on the held-out split, fill its card, draw the curves."""
-        import emzoo
-        from emzoo.data import load_dataset
-
         cfg, acc = self.cfg, self.accelerator
         acc.wait_for_everyone()
         test_metrics: dict[str, float] = {}
@@ -554,7 +364,7 @@ class Trainer:
         except EmzooError as e:
             _log.warning("no test split evaluated: %s", e)
             test_set = None
-        best = emzoo.load(self.out / MODEL_DIR, verify=False).to(acc.device)
+        best = load(self.out / MODEL_DIR, verify=False).to(acc.device)
         best.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
         if test_set is not None:
             test_loader = acc.prepare_data_loader(_loader(test_set, cfg, False))
@@ -566,8 +376,8 @@ class Trainer:
         if acc.is_main_process:
             best_model = best.cpu()
             best_model.emzoo_cfg.pop("source", None)
-            emzoo.save_pretrained(best_model, self.out / MODEL_DIR, metrics=card_metrics)
-            plot_history(self.state.history, self.out / "loss_curve.png", title=f"{cfg.mode} {cfg.task}")
+            save_pretrained(best_model, self.out / MODEL_DIR, metrics=card_metrics)
+            run_folder.plot_history(self.state.history, self.out / "loss_curve.png", title=f"{cfg.mode} {cfg.task}")
         weights_hash = state_hash(acc.unwrap_model(self.g, keep_torch_compile=False))
         result = {
             "rank_weight_hashes": gather_object([weights_hash]),  # equal on every rank when in sync
@@ -580,7 +390,7 @@ class Trainer:
         }
         result["test_at_steps"] = [r for r in self.state.history if r["split"] == "test"]
         if acc.is_main_process:
-            (self.out / "result.json").write_text(json.dumps(result, indent=2))
+            (self.out / RESULT_FILE).write_text(json.dumps(result, indent=2))
             if not cfg.keep_checkpoints:
                 shutil.rmtree(self.out / CHECKPOINTS, ignore_errors=True)
         acc.wait_for_everyone()
@@ -593,65 +403,5 @@ def gather_object(items: list) -> list:
     return _gather(items)
 
 
-def plot_history(history: list[dict], path: Path, title: str = "") -> None:
-    """Training losses and validation metrics against steps, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [r for r in history if r["split"] == "train"]
-    val = [r for r in history if r["split"] == "val"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for key in sorted({k for r in train for k in r} - {"step", "epoch", "split"}):
-        axes[0].plot([r["step"] for r in train], [r[key] for r in train], label=key)
-    axes[0].set_xlabel("step")
-    axes[0].set_title("training loss")
-    axes[0].set_yscale("log")
-    axes[0].legend(fontsize=8)
-    for key in sorted({k for r in val for k in r} - {"step", "epoch", "split"}):
-        axes[1].plot([r["step"] for r in val], [r[key] for r in val], marker="o", label=key)
-    axes[1].set_xlabel("step")
-    axes[1].set_title("validation")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 def run(cfg: TrainConfig) -> dict:
     return Trainer(cfg).train()
-
-
-def evaluate_model(
-    model_name: str,
-    data: str,
-    task: str | None = None,
-    split: str = "test",
-    image_size: int | None = None,
-    batch_size: int = 4,
-    seed: int = 0,
-    sim_n: int = 48,
-    sim_size: int = 256,
-) -> dict[str, float]:
-    """Metrics of a trained model on one split of a dataset (``emzoo evaluate``); ``sim_n`` and
-    ``sim_size`` pick the ``data="simulated"`` set (the defaults are the training defaults)."""
-    import emzoo
-    from emzoo.data import load_dataset
-
-    model = emzoo.load(model_name)
-    task = task or model.emzoo_cfg.get("task")
-    if task is None:
-        raise EmzooError(f"--task: {model_name} does not say its task; pass --task")
-    config = TrainConfig(mode="finetune", data=data, output_dir="", task=task, sim_n=sim_n, sim_size=sim_size)
-    path = resolve_data(config)
-    ds = load_dataset(path, task, split, image_size=image_size, seed=seed, num_classes=max(model.num_classes, 2))
-    loader = DataLoader(ds, batch_size=batch_size if image_size else 1)
-    rows = []
-    with torch.no_grad():
-        for batch in loader:
-            rows.append(per_sample_stats(task, model(batch["image"]), batch["target"]))
-    return {"task": task, "split": split, "n": len(ds), **summarize(task, torch.cat(rows))}

@@ -1,5 +1,5 @@
 """The zoo: the catalogue of checkpoints (names, architectures, tasks, recipes, Hub ids, pinned
-shipped weights). ``emzoo.zoo.build`` trains the shipped ones."""
+shipped weights). :mod:`emzoo.build` trains the shipped ones."""
 
 from emzoo.zoo.catalog import (  # noqa: F401
     DEFAULT_CORRUPTION,
@@ -10,8 +10,6 @@ from emzoo.zoo.catalog import (  # noqa: F401
     PINS_FILE,
     RECIPES,
     SHIPPED_DIR,
-    TASK_PIPELINE,
-    TASKS,
     UNET_POOLS,
     ZOO,
     Recipe,

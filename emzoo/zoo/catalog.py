@@ -10,18 +10,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from emzoo.tasks import get_task
+
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"  # trained folders that ship with emzoo
 PINS_FILE = Path(__file__).resolve().with_name("shipped.json")  # name -> sha256 of model.safetensors
 HUB_ORG = "emzoo"
 HUB_REVISION = "v1.0"
 LICENSE = "mit"
-PAPER = (
-    "Kazimi, Ruzaeva, Sandfeld. Self-Supervised Learning with Generative Adversarial Networks "
-    "for Electron Microscopy. CVPR Workshops 2024. arXiv:2402.18286"
-)
 PAPER_ID = "arXiv:2402.18286"
-
-TASKS = ("pretext", "segment", "denoise", "bg-removal", "super-res")
 
 # The paper's nine residual U-Nets: (blocks, receptive field) -> max-pool factor per level.
 # RF = 8 * sum(j_0..j_{B-1}) + 5 * j_B with j_i the product of the first i pool factors
@@ -126,7 +122,7 @@ SEG_AUGMENTATION = ("random-crop", "noise", "flip", "rot90", "resize")
 def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs) -> Recipe:
     """A recipe of the shipped CPU build: batch 8 of 128^2 crops, a step budget."""
     settings = dict(epochs=1, batch_size=8, image_size=128, max_steps=2000, loss="L1 + L2")
-    if task == "segment":
+    if get_task(task).segmentation:
         settings.update(loss="binary cross-entropy", augmentation=SEG_AUGMENTATION)
     settings.update(kwargs)
     return Recipe(name=name, task=task, data=EMSIM_DATA + data, subset=subset, modality=modality, **settings)
@@ -177,14 +173,6 @@ EMSIM_RECIPES = (
 )
 RECIPES.update({r.name: r for r in EMSIM_RECIPES})
 SEG_RECIPES = {"hrtem-seg": "emsim-hrtem-seg", "haadf-seg": "emsim-haadf-seg"}
-
-TASK_PIPELINE = {
-    "pretext": "image-to-image",
-    "segment": "image-segmentation",
-    "denoise": "image-to-image",
-    "bg-removal": "image-to-image",
-    "super-res": "image-to-image",
-}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ emzoo package vendored and the Space's model list filled in.
 
 import os
 
-from emzoo.space import build_demo
+from emzoo.space.app import build_demo
 
 demo = build_demo([m for m in os.environ.get("EMZOO_DEMO_MODELS", "").split(",") if m])
 

@@ -17,54 +17,43 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from emzoo.errors import EmzooError
+from emzoo import io
+from emzoo.errors import ConfigError, EmzooError
+from emzoo.export.torchscript import export_torchscript
 from emzoo.fsutil import new_folder
-from emzoo.models._base import pad_to_multiple
+from emzoo.hub.cards import tags_for
+from emzoo.inference.engines import RTOL, export_onnx
+from emzoo.inference.predictor import Predictor, model_task
+from emzoo.inference.tiling import default_margin
+from emzoo.models._base import ImageToImage
+from emzoo.tasks import Task, upsample
 
 PAPER_URL = "https://arxiv.org/abs/2402.18286"
 PAPER_TEXT = (
     "Kazimi, Ruzaeva, Sandfeld. Self-Supervised Learning with Generative Adversarial Networks for "
     "Electron Microscopy. CVPR Workshops 2024."
 )
-STEM_TASKS = ("denoise", "bg-removal", "super-res")
 TILING_NOTE = {
     True: "the output halo is half the receptive field, so tiled results equal whole-image ones.",
     False: "HRNet's field spans any practical tile; the 64-pixel halo keeps tile seams small, not zero.",
 }
-OUTPUT_NOTE = {
-    "segment": "particle probability (sigmoid of the network's logits)",
-    "pretext": "restored image in standardised units (zero mean, unit variance of the input)",
-    "denoise": "denoised image in standardised units (zero mean, unit variance of the input)",
-    "bg-removal": "image without noise and background, in standardised units of the input",
-    "super-res": "2x super-resolved image in standardised units of the input",
-}
 
 
-class SuperResolution(nn.Module):
-    """The network as emzoo runs it for super-resolution: bicubic 2x, then the generator. Exported
-    as one graph so BioImage.IO tools need no custom preprocessing."""
+class SuperResolution(ImageToImage):
+    """The network as emzoo runs it for super-resolution: bicubic upsampling, then the generator.
+    Exported as one graph so BioImage.IO tools need no custom preprocessing."""
 
-    output_scale = 2
-
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, task: Task):
         super().__init__()
-        self.model = model
-        self.in_chans = model.in_chans
-        self.num_classes = model.num_classes
-        self.size_divisor = max(1, model.size_divisor // 2)  # upsampled, the input lands on the generator's grid
-
-    def _up(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, (h, w) = pad_to_multiple(x, self.size_divisor)
-        return self.forward_padded(x)[:, :, : 2 * h, : 2 * w]
+        self.model, self.task = model, task
+        self.in_chans, self.num_classes = model.in_chans, model.num_classes
+        self.output_scale = task.output_scale
+        self.size_divisor = max(1, model.size_divisor // task.output_scale)  # upsampled: on the generator's grid
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_padded(self._up(x))
+        return self.model.forward_padded(upsample(x, self.task))
 
 
 def _require_bioimageio():
@@ -77,13 +66,10 @@ def _require_bioimageio():
         ) from None
 
 
-def test_image(task: str, size: int) -> np.ndarray:
+def test_image(task: Task, size: int) -> np.ndarray:
     """A real-looking test input: the embedded simulated example for the model's modality,
     reflected to ``size`` when the model needs more context than 256 pixels."""
-    from emzoo import io
-
-    name = "adf_stem_noisy.tif" if task in STEM_TASKS else "hrtem_au_nanoparticles.tif"
-    image, _ = io.read(Path(__file__).parent / "examples" / name)
+    image, _ = io.read(Path(__file__).parents[1] / "examples" / task.example)
     image = image.astype(np.float32)
     reps = math.ceil(size / min(image.shape))
     if reps > 1:
@@ -103,10 +89,10 @@ def _preprocessing(method: str) -> list:
     return []
 
 
-def _postprocessing(task: str, num_classes: int) -> list:
+def _postprocessing(task: Task, num_classes: int) -> list:
     from bioimageio.spec.model import v0_5 as bio
 
-    if task != "segment":
+    if not task.segmentation:
         return []
     if num_classes == 1:
         return [bio.SigmoidDescr()]
@@ -115,15 +101,13 @@ def _postprocessing(task: str, num_classes: int) -> list:
 
 def _cover(image: np.ndarray, output: np.ndarray, path: Path) -> None:
     """Input | output side by side (2:1), 8-bit."""
-    from emzoo import io
-
     if output.shape != image.shape:  # super-resolution: show the input at the output's size
         factor = output.shape[0] // image.shape[0]
         image = np.kron(image, np.ones((factor, factor), np.float32))
     io.write(path, np.concatenate([io.to_uint8(image), io.to_uint8(output)], axis=1), dtype="uint8")
 
 
-def _documentation(model: nn.Module, task: str, method: str, path: Path) -> None:
+def _documentation(model: nn.Module, task: Task, method: str, path: Path) -> None:
     """The model card (its YAML front matter dropped) plus what a BioImage.IO user must know."""
     source = Path((getattr(model, "emzoo_cfg", None) or {}).get("source", ""), "README.md")
     card = source.read_text() if source.name and source.is_file() else f"# {type(model).__name__}\n"
@@ -133,7 +117,7 @@ def _documentation(model: nn.Module, task: str, method: str, path: Path) -> None
         "\n\n## In BioImage.IO tools\n\n"
         f"- Input: one 2-D EM image (`b, c, y, x`, one channel), raw counts; the package declares emzoo's "
         f"`{method}` normalisation as preprocessing, computed per image.\n"
-        f"- Output: {OUTPUT_NOTE.get(task, 'an image')}.\n"
+        f"- Output: {task.package_output}.\n"
         f"- Tiling: {TILING_NOTE[getattr(model, 'receptive_field', None) is not None]}\n"
         "\n## Validation\n\n"
         "Made by `emzoo export --format bioimageio`, which computed the test pair with `emzoo.predict` (the "
@@ -143,18 +127,16 @@ def _documentation(model: nn.Module, task: str, method: str, path: Path) -> None
     path.write_text(card.rstrip() + note)
 
 
-def _descr(model: nn.Module, name: str, task: str, method: str, stage: Path, axes: dict[str, int], weights: dict):
+def _descr(model: nn.Module, name: str, task: Task, method: str, stage: Path, axes: dict[str, int], weights: dict):
     """The spec-0.5 model description of the files in ``stage``; ``axes`` holds the input's
     ``min_size`` and ``step``, the output's ``halo`` and ``scale`` (output pixels per input pixel)."""
     from bioimageio.spec.model import v0_5 as bio
-
-    from emzoo.cards import SUMMARY, tags_for
 
     cfg = getattr(model, "emzoo_cfg", None) or {}
     min_size, step, halo, scale = axes["min_size"], axes["step"], axes["halo"], axes["scale"]
     in_id, out_id = bio.TensorId("raw"), bio.TensorId("output")
     channels = [bio.Identifier("em")]
-    out_names = ["particle"] if task == "segment" and model.num_classes == 1 else ["restored"]
+    out_names = ["particle"] if task.segmentation and model.num_classes == 1 else ["restored"]
     if model.num_classes > 1:
         out_names = [f"class{i}" for i in range(model.num_classes)]
     space_in = [
@@ -179,7 +161,7 @@ def _descr(model: nn.Module, name: str, task: str, method: str, stage: Path, axe
     )
     outputs = bio.OutputTensorDescr(
         id=out_id,
-        description=OUTPUT_NOTE.get(task, "an image"),
+        description=task.package_output,
         axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(n) for n in out_names]), *space_out],
         test_tensor=bio.FileDescr(source=stage / "test_output.npy"),
         sample_tensor=bio.FileDescr(source=stage / "sample_output.tif"),
@@ -188,11 +170,11 @@ def _descr(model: nn.Module, name: str, task: str, method: str, stage: Path, axe
     arch = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
     return bio.ModelDescr(
         name=f"emzoo {name}",
-        description=SUMMARY.get(task, f"emzoo {arch}"),
+        description=task.summary,
         authors=[bio.Author(name="emzoo contributors")],
         cite=[bio.CiteEntry(text=PAPER_TEXT, url=bio.HttpUrl(PAPER_URL))],
         license=bio.LicenseId(getattr(model, "pretrained_cfg", {}).get("license", "mit").upper()),
-        tags=[*tags_for(arch, task), "2d", "torchscript", "onnx"],
+        tags=[*tags_for(arch, task.name), "2d", "torchscript", "onnx"],
         documentation=bio.FileDescr(source=stage / "README.md"),
         covers=[bio.FileDescr(source=stage / "cover.png")],
         inputs=[inputs],
@@ -219,15 +201,11 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
     from bioimageio.core import test_model
     from bioimageio.spec import save_bioimageio_package, save_bioimageio_package_as_folder
 
-    from emzoo import io
-    from emzoo.export import RTOL, export_onnx, export_torchscript
-    from emzoo.predict import default_margin, model_task, predict
-
     task = model_task(model)
     method = (getattr(model, "emzoo_cfg", None) or {}).get("normalization", "standardize")
     if model.in_chans != 1:
-        raise EmzooError(f"--model {name}: {model.in_chans} input channels; BioImage.IO export takes 1-channel models")
-    net = SuperResolution(model) if task == "super-res" else model
+        raise ConfigError(f"model {name}: {model.in_chans} input channels; BioImage.IO export takes 1-channel models")
+    net = SuperResolution(model, task) if task.output_scale > 1 else model
     step, scale = getattr(net, "size_divisor", 1), getattr(net, "output_scale", 1)
     halo = default_margin(model)  # output pixels
     min_size = math.ceil((2 * halo / scale + step) / step) * step  # some output left once the halo is cut
@@ -243,7 +221,7 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
             if not diff <= RTOL:
                 raise EmzooError(f"{fmt} weights differ from PyTorch by {diff:.2e} relative (> {RTOL}); not written")
         image = test_image(task, size)
-        output = predict(model, image, tile=0, output="probability" if task == "segment" else "logits")
+        output = Predictor(model, tile=0, output="probability" if task.segmentation else "logits")(image)
         output = output if output.ndim == 3 else output[None]
         np.save(stage / "test_input.npy", image[None, None])
         np.save(stage / "test_output.npy", output[None].astype(np.float32))

@@ -8,9 +8,10 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from torch import nn
 
-from emzoo.zoo import PAPER_ID, RECIPES, TASK_PIPELINE, ZOO, ZooEntry
+from emzoo.tasks import get_task
+from emzoo.zoo import PAPER_ID, RECIPES, ZOO, ZooEntry
 
-TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.j2"
+TEMPLATE = Path(__file__).parents[1] / "templates" / "model_card.md.j2"
 SPACE_ID = "emzoo/emzoo-demo"
 DATASET_IDS = {
     "pix2pix-cem500k": ["CEM500K"],
@@ -29,22 +30,6 @@ DATASET_CITATIONS = {
     "complexity in neural network-guided TEM image analysis, Microsc. Microanal. 28:1896 (2022); "
     "Zenodo 10.5281/zenodo.6419024",
 }
-TASK_OUTPUT = {
-    "pretext": "the restored (denoised, deblurred) image, same size",
-    "segment": "per-pixel logits of the particle class (sigmoid -> probability)",
-    "denoise": "the denoised image, same size",
-    "bg-removal": "the image without noise and low-frequency background, same size",
-    "super-res": "the image at 2x the input size (input is upsampled 2x first)",
-}
-SUMMARY = {
-    "pretext": "A generator pretrained without labels as a Pix2Pix conditional GAN (LSGAN + 100 x L1) that "
-    "restores corrupted EM images (noise, blur, flips, rotations), following Kazimi et al. (CVPRW 2024). "
-    "Use it as the starting point for fine-tuning on segmentation or restoration tasks.",
-    "segment": "Semantic segmentation of Au nanoparticles in HRTEM images (particle vs background).",
-    "denoise": "Denoising of atomic-resolution (ADF-)STEM images.",
-    "bg-removal": "Removal of noise and low-frequency background from atomic-resolution (ADF-)STEM images.",
-    "super-res": "2x super-resolution of atomic-resolution (ADF-)STEM images.",
-}
 LIMITATIONS = (
     "Trained on the data named above; images from other modalities, pixel sizes or detectors may need "
     "fine-tuning. Inputs are normalised per image as the config says; feed raw counts, not 8-bit screenshots, "
@@ -62,7 +47,7 @@ def card_data(
 ) -> ModelCardData:
     eval_results = [
         EvalResult(
-            task_type=TASK_PIPELINE.get(task, "image-to-image"),
+            task_type=get_task(task).pipeline_tag,
             dataset_type=m.get("dataset_type", m["dataset"]),
             dataset_name=m["dataset"],
             dataset_split=m.get("split", "test"),
@@ -74,7 +59,7 @@ def card_data(
     ]
     return ModelCardData(
         library_name="emzoo",
-        pipeline_tag=TASK_PIPELINE.get(task, "image-to-image"),
+        pipeline_tag=get_task(task).pipeline_tag,
         tags=tags_for(arch, task),
         license=license,
         datasets=DATASET_IDS.get(recipe or "", None),
@@ -115,6 +100,8 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
     arch = config["architecture"]
     task = meta.get("task") or (entry.task if entry else "pretext")
     recipe = meta.get("recipe") or (entry.recipe if entry else None)
+    if recipe in ZOO:  # a run started from a zoo entry's recipe records the entry's name
+        recipe = ZOO[recipe].recipe
     name = meta.get("zoo_name") or (entry.name if entry else arch)
     base_model = meta.get("base_model") or (entry.base_model if entry else None)
     metrics = meta.get("metrics", [])
@@ -139,7 +126,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         data,
         template_path=str(TEMPLATE),
         title=f"emzoo: {name}",
-        summary=SUMMARY.get(task, ""),
+        summary=get_task(task).summary,
         arch=arch,
         n_params=f"{n_params:,}" if n_params else "unknown",
         receptive_field=getattr(model, "receptive_field", None),
@@ -148,7 +135,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         modality=meta.get("modality") or (entry.modality if entry else "EM"),
         pixel_size=f"{pixel[0]}-{pixel[1]} nm" if pixel else None,
         normalization=meta.get("normalization", "standardize"),
-        output=TASK_OUTPUT.get(task, "an image"),
+        output=get_task(task).output_text,
         base_model=base_model,
         weights_status=weights_status,
         load_name=entry.name if entry and (model is None or entry.built_by_zoo) else "path/to/this/folder",

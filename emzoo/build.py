@@ -18,8 +18,15 @@ from pathlib import Path
 
 import torch
 
+from emzoo.data.corpus import SEGMENT_GROUP, default_corpus, records
 from emzoo.errors import EmzooError
 from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
+from emzoo.hub import CONFIG_NAME, load, provenance_cfg, save_pretrained
+from emzoo.hub.publish import write_cards
+from emzoo.tasks import get_task
+from emzoo.train.config import TrainConfig
+from emzoo.train.run_folder import latest_checkpoint
+from emzoo.train.trainer import Trainer
 from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, ZOO, ZooEntry, pinned_sha256
 
 FLOAT16_ABOVE = 1_000_000  # parameters: larger networks ship in float16 (the 64 MB budget)
@@ -34,7 +41,7 @@ def shipped_entries() -> list[ZooEntry]:
     def order(e: ZooEntry) -> tuple:
         family = e.base_model or e.name
         rank = families.index(family) if family in families else len(families)
-        return (rank, e.task != "pretext", e.name)
+        return (rank, not get_task(e.task).pretext, e.name)
 
     return sorted(entries, key=order)
 
@@ -53,15 +60,11 @@ def hardware() -> dict:
 
 
 def corpus_for(recipe) -> Path:
-    from emzoo.data.corpus import default_corpus
-
     return default_corpus(**dict(recipe.corpus))
 
 
 def _pixel_range(corpus: Path, subset: str) -> tuple[list[float], str]:
     """The pixel sizes (nm/px) of a corpus subset's training split, and its modalities."""
-    from emzoo.data.corpus import SEGMENT_GROUP, records
-
     rows = records(corpus, split="train")
     if subset.startswith("segment/"):
         group = subset.split("/", 1)[1]
@@ -72,15 +75,14 @@ def _pixel_range(corpus: Path, subset: str) -> tuple[list[float], str]:
 
 
 def train_config(entry: ZooEntry, corpus: Path, run_dir: Path, base_folder: Path | None):
-    from emzoo.train.trainer import TrainConfig, latest_checkpoint
-
     recipe = RECIPES[entry.recipe]
+    pretext = get_task(entry.task).pretext
     return TrainConfig(
-        mode="pretrain" if entry.task == "pretext" else "finetune",
+        mode="pretrain" if pretext else "finetune",
         data=str(corpus / recipe.subset),
         output_dir=str(run_dir),
         task=entry.task,
-        arch=entry.arch if entry.task == "pretext" else None,
+        arch=entry.arch if pretext else None,
         model=str(base_folder) if base_folder else None,
         recipe=recipe.name,
         max_steps=entry.max_steps or recipe.max_steps,
@@ -94,6 +96,7 @@ def train_config(entry: ZooEntry, corpus: Path, run_dir: Path, base_folder: Path
         checkpointing_steps=100,
         resume_from_checkpoint="latest" if latest_checkpoint(run_dir) else None,
         compile="off",  # on a CPU, compiling costs more of these short budgets than it saves
+        mixed_precision="no",  # the shipped weights were built in float32; a rebuild reproduces them
         keep_checkpoints=False,
         extra={"zoo_name": entry.name},
     )
@@ -101,9 +104,6 @@ def train_config(entry: ZooEntry, corpus: Path, run_dir: Path, base_folder: Path
 
 def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
     """Train one checkpoint (resuming its run) and write its shipped folder."""
-    import emzoo
-    from emzoo.train.trainer import Trainer
-
     recipe = RECIPES[entry.recipe]
     corpus = corpus_for(recipe)
     base_folder = None
@@ -116,7 +116,7 @@ def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
     result = Trainer(train_config(entry, corpus, run_dir, base_folder)).train()
     wall = time.perf_counter() - start
     machine = hardware()
-    model = emzoo.load(run_dir / "model", verify=False)
+    model = load(run_dir / "model", verify=False)
     model.emzoo_cfg.pop("source", None)
     pixel_range, modalities = _pixel_range(corpus, recipe.subset)
     dataset = f"emzoo corpus v{dict(recipe.corpus)['version']} {recipe.subset}"
@@ -130,7 +130,7 @@ def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
         }
         for k, v in result["test"].items()
     ]
-    emzoo.save_pretrained(
+    save_pretrained(
         model,
         out / entry.name,
         task=entry.task,
@@ -171,8 +171,6 @@ def is_built(entry: ZooEntry, out: Path = SHIPPED_DIR) -> bool:
 def refresh_config(entry: ZooEntry, out: Path = SHIPPED_DIR) -> None:
     """Bring a built folder's config.json provenance (timm tag, Hub id) up to the registry's;
     the weights, and so their pinned sha256, stay as they are."""
-    from emzoo.hub import CONFIG_NAME, provenance_cfg
-
     path = out / entry.name / CONFIG_NAME
     config = json.loads(path.read_text())
     fixed = dict(config, pretrained_cfg=provenance_cfg(config.get("pretrained_cfg"), entry.name))
@@ -201,7 +199,6 @@ def build(names: list[str] | None = None, runs: str | Path | None = None, progre
         _pin(record["name"], record["sha256"])
         refresh_config(entry)
         done.append(record)
-    from emzoo.publish import write_cards
 
     write_cards()  # cards/ and each shipped folder's README.md, from the measured configs
     return done

@@ -7,16 +7,23 @@ full-resolution result as a float TIFF with the pixel size kept.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from emzoo import io
 from emzoo.errors import EmzooError
+from emzoo.hub import load
+from emzoo.hub.folder import WEIGHTS_NAME
+from emzoo.inference.particles import analyze_particles
+from emzoo.inference.predictor import model_task, output_pixel_size, predict
+from emzoo.io import to_uint8
+from emzoo.tasks import TASKS
+from emzoo.zoo import ZOO
 
-EXAMPLES_DIR = Path(__file__).parent / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 MAX_UPLOAD_MB = 512
 MAX_PIXELS = 16384 * 16384
 # Debian's chromium, headless, on a machine whose network is closed (tests and screenshots)
@@ -31,16 +38,16 @@ CHROMIUM_ARGS = [
 ]
 
 
-TASK_ORDER = {"segment": 0, "denoise": 1, "bg-removal": 2, "super-res": 3, "pretext": 4}
+# the picker's groups: fine-tuned tasks first (segmentation leads), pretext generators last
+TASK_ORDER = {
+    name: rank for rank, name in enumerate(sorted(TASKS, key=lambda n: (TASKS[n].pretext, not TASKS[n].segmentation)))
+}
 
 
 def reachable_models(extra: list[str] | None = None) -> list[str]:
     """The given folders / hub ids first, as given, then the zoo entries whose weights are here
     (shipped or in the Hugging Face cache), by task."""
     from huggingface_hub import try_to_load_from_cache
-
-    from emzoo.hub import WEIGHTS_NAME
-    from emzoo.zoo import ZOO
 
     given = [str(p) for p in extra or []]
     zoo = [
@@ -57,8 +64,6 @@ def reachable_models(extra: list[str] | None = None) -> list[str]:
 
 def choice_label(name: str) -> str:
     """How the model picker shows a name: grouped by task."""
-    from emzoo.zoo import ZOO
-
     entry = ZOO.get(name)
     return f"{entry.task} · {name}" if entry else name
 
@@ -73,14 +78,12 @@ class ModelCache:
         self._models: dict[str, object] = {}
 
     def get(self, name: str):
-        import emzoo
-
         if self.allowed is not None and name not in self.allowed:
             raise EmzooError(f"unknown model {name[:80]!r}; this Space serves: {', '.join(self.allowed)}")
         if name not in self._models:
             while len(self._models) >= self.size:
                 self._models.pop(next(iter(self._models)))
-            self._models[name] = emzoo.load(name)
+            self._models[name] = load(name)
         self._models[name] = self._models.pop(name)  # most recently used last
         return self._models[name]
 
@@ -113,13 +116,19 @@ def describe(model) -> str:
 
 def read_upload(path: str | Path) -> tuple[np.ndarray, dict]:
     """An uploaded micrograph, checked for what the app cannot handle."""
-    from emzoo import io
-
     path = Path(path)
     size_mb = path.stat().st_size / 1e6
     if size_mb > MAX_UPLOAD_MB:
         raise EmzooError(f"{path.name}: {size_mb:.0f} MB; the demo takes files up to {MAX_UPLOAD_MB} MB")
-    image, meta = io.read(path)
+    try:
+        image, meta = io.read(path, frames="each")
+    except EmzooError as e:  # the message names the upload, never the server's temporary path
+        raise EmzooError(str(e).replace(str(path), path.name)) from None
+    if image.ndim == 3:
+        raise EmzooError(
+            f"{path.name}: a stack of {image.shape[0]} frames; the demo takes one image "
+            "(save one frame, or run `emzoo predict --frames each` on the stack)"
+        )
     if image.size > MAX_PIXELS:
         raise EmzooError(f"{path.name}: {image.shape[0]}x{image.shape[1]} pixels; the demo takes up to 16384^2")
     io.check_image(image, path.name)
@@ -128,8 +137,6 @@ def read_upload(path: str | Path) -> tuple[np.ndarray, dict]:
 
 def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """RGB preview: the micrograph in gray with particles tinted orange."""
-    from emzoo.io import to_uint8
-
     gray = to_uint8(image).astype(np.float32)
     rgb = np.stack([gray] * 3, axis=-1)
     tint = np.array([255, 140, 0], np.float32)
@@ -147,9 +154,6 @@ def run_model(
     results: ResultFolder | None = None,
 ):
     """Predict and write the full-resolution TIFF; returns (model, input, result, tiff path, meta)."""
-    from emzoo import io
-    from emzoo.predict import model_task, output_pixel_size, predict
-
     if not name:
         raise EmzooError("choose a model first")
     if not path:
@@ -165,7 +169,7 @@ def run_model(
         pixel_size=meta.get("pixel_size_nm"),
     )
     pixel = output_pixel_size(model_task(model), meta.get("pixel_size_nm"))
-    name_out = f"{Path(path).stem}_{model_task(model)}.tif"
+    name_out = f"{Path(path).stem}_{model_task(model).name}.tif"
     out = results.path(name_out) if results is not None else Path(tempfile.mkdtemp(prefix="emzoo-demo-")) / name_out
     io.write(out, result, {"pixel_size_nm": pixel})
     return model, image, result, out, meta
@@ -173,10 +177,6 @@ def run_model(
 
 def build_demo(extra_models: list[str] | None = None, default: str | None = None):
     import gradio as gr
-
-    from emzoo.inference.particles import analyze_particles
-    from emzoo.io import to_uint8
-    from emzoo.predict import model_task
 
     names = reachable_models(extra_models)
     models = ModelCache(allowed=names)
@@ -203,7 +203,7 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
             raise gr.Error(str(e)) from None
         progress(0.9, desc="rendering")
         task = model_task(model)
-        if task == "segment":
+        if task.segmentation:
             report = analyze_particles(result, meta.get("pixel_size_nm"))
             mask = report.labels > 0
             stats = report.summary
@@ -216,10 +216,10 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
             mask_view = (mask * 255).astype(np.uint8)
         else:
             before = to_uint8(image)
-            if task == "super-res":
-                before = np.kron(before, np.ones((2, 2), np.uint8))
+            if task.output_scale > 1:
+                before = np.kron(before, np.ones((task.output_scale, task.output_scale), np.uint8))
             before_after = (before, to_uint8(result))
-            summary = f"{task}: {image.shape[0]}x{image.shape[1]} -> {result.shape[0]}x{result.shape[1]}"
+            summary = f"{task.name}: {image.shape[0]}x{image.shape[1]} -> {result.shape[0]}x{result.shape[1]}"
             seg_view = mask_view = None
         return before_after, seg_view, mask_view, summary, str(tiff)
 
@@ -270,17 +270,3 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
         hidden_model.submit(api_predict, [hidden_model, hidden_file], hidden_out, api_name="predict")
     demo.queue(default_concurrency_limit=2, max_size=32)
     return demo
-
-
-def _cmd_demo(args) -> None:
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    demo = build_demo(args.models)
-    demo.launch(server_name=args.host, server_port=args.port, share=False)
-
-
-def add_commands(sub) -> None:
-    p = sub.add_parser("demo", help="the Gradio Space, locally")
-    p.add_argument("--models", nargs="*", default=[], help="model folders or hf-hub ids to offer besides the zoo's")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--host", default="127.0.0.1")
-    p.set_defaults(func=_cmd_demo)

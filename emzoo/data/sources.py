@@ -1,4 +1,4 @@
-"""The paper's datasets in their owners' on-disk layouts, read lazily into one torch Dataset.
+"""The paper's datasets in their owners' on-disk layouts, read lazily as (image, target, name).
 
 Layouts (detected by :func:`detect_layout`):
 - ``unlabeled``: nested folders of images in any format ``emzoo.io`` reads (CEM500K);
@@ -15,7 +15,6 @@ them a deterministic split by hashing each sample's name with the seed.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -24,13 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset, IterableDataset
 
 from emzoo import io
-from emzoo.data import transforms as T
 from emzoo.errors import EmzooError
-from emzoo.normalize import normalize, remove_outliers
+from emzoo.tasks import get_task
 
 _log = logging.getLogger(__name__)
 
@@ -275,7 +271,7 @@ def _hdf5_pairs(files: list[Path], task: str) -> list[tuple[Path, str, Path | No
             pairs.append((path, "images", path, "labels"))
         elif "images" in lower and "images" in k:
             label_path = by_name.get(lower.replace("images", "labels"))
-            if label_path is None and task == "segment":
+            if label_path is None and get_task(task).segmentation:
                 raise EmzooError(f"{path}: no matching labels file ({path.name} with 'labels' for 'images')")
             pairs.append((path, "images", label_path, "labels" if label_path else None))
         elif "labels" in lower:
@@ -327,17 +323,17 @@ def open_source(
         if not (base / target_dir).is_dir():
             raise EmzooError(f"{base}: no {target_dir}/ folder for task '{task}'")
         inputs, targets = _paired(base, "image", target_dir, skip_bad, skipped)
-        if task == "pretext":
+        if get_task(task).pretext:
             source: Source = FileSource(targets, None, "temimagenet", root)
         else:
             source = FileSource(inputs, targets, "temimagenet", root)
     elif layout == "image-mask":
         inputs, targets = _paired(base, "images", "masks", skip_bad, skipped)
-        source = FileSource(inputs, targets if task == "segment" else None, layout, root)
+        source = FileSource(inputs, targets if get_task(task).segmentation else None, layout, root)
     elif layout == "au-hdf5":
         files = [base] if base.is_file() else _hdf5_files(base)
         pairs = _hdf5_pairs(files, task)
-        if task != "segment":
+        if not get_task(task).segmentation:
             pairs = [(f, k, None, None) for f, k, _, _ in pairs]
         source = HDF5Source(pairs)
     else:
@@ -377,11 +373,11 @@ def _hf_source(root: Path, task: str, split: str, streaming: bool):
         raise EmzooError(f"{root}: cannot load as a Hugging Face imagefolder ({str(e).splitlines()[0]})") from None
     columns = set(ds.column_names or ds.features or [])
     target_column = None
-    if task == "segment":
+    if get_task(task).segmentation:
         target_column = "mask" if "mask" in columns else None
         if target_column is None:
             raise EmzooError(f"{root}/metadata.jsonl: segmentation needs a 'mask_file_name' column")
-    elif task != "pretext":
+    elif not get_task(task).pretext:
         target_column = "target" if "target" in columns else None
         if target_column is None:
             raise EmzooError(f"{root}/metadata.jsonl: task '{task}' needs a 'target_file_name' column")
@@ -402,190 +398,3 @@ class _HFStream:
 
 
 # ------------------------------------------------------------------------------- datasets
-def _check_mask(mask: np.ndarray, name: str, num_classes: int) -> np.ndarray:
-    values = np.unique(mask)
-    if num_classes <= 2 and set(values.tolist()) <= {0.0, 255.0}:
-        return (mask > 0).astype(np.float32)
-    if not np.all(np.isin(values, np.arange(max(num_classes, 2)))):
-        shown = ", ".join(f"{v:g}" for v in values[:6])
-        raise EmzooError(
-            f"{name}: mask values {{{shown}{', ...' if len(values) > 6 else ''}}}; expected class ids "
-            f"0..{max(num_classes, 2) - 1} (or 0/255 for a binary mask)"
-        )
-    return mask.astype(np.float32)
-
-
-@dataclass
-class SampleRecipe:
-    """How one raw (image, target) pair becomes training tensors."""
-
-    task: str
-    image_size: int | None = 256
-    augment: bool = True
-    normalization: str = "standardize"
-    corruption: T.Corruption | None = None
-    num_classes: int = 1
-    remove_outliers: bool = False
-    seed: int = 0
-
-    def __call__(self, image, target, name, rng) -> dict[str, torch.Tensor]:
-        io.check_image(image, name)
-        if target is not None and self.task != "super-res" and target.shape != image.shape:
-            raise EmzooError(f"{name}: image {image.shape} and target {target.shape} differ in size")
-        if self.task == "super-res" and target is not None and target.shape != (2 * image.shape[0], 2 * image.shape[1]):
-            raise EmzooError(f"{name}: super-res target {target.shape} is not twice the image {image.shape}")
-        if self.remove_outliers:
-            image = remove_outliers(image)
-        if self.task == "segment":
-            target = _check_mask(target, name, self.num_classes)
-            if self.augment:
-                image, target = T.random_rescale(image, target, rng)
-        image, params = normalize(image, self.normalization)
-        if target is not None and self.task in ("denoise", "bg-removal", "super-res"):
-            target = ((target - params[0]) / params[1]).astype(np.float32)
-        size = self.image_size
-        if size is not None:
-            in_size = size // 2 if self.task == "super-res" else size
-            if min(image.shape) < in_size:
-                raise EmzooError(
-                    f"{name}: image {image.shape[0]}x{image.shape[1]} is smaller than the crop size {in_size}; "
-                    "lower --image-size"
-                )
-            top, left = T.random_crop_box(image.shape, in_size, rng if self.augment else None)
-            image = image[top : top + in_size, left : left + in_size]
-            if target is not None:
-                f = 2 if self.task == "super-res" else 1
-                target = target[f * top : f * (top + in_size), f * left : f * (left + in_size)]
-        if self.task == "pretext":
-            target = image
-        arrays = [image] if target is None else [image, target]
-        if self.augment:
-            arrays = T.flip_rotate(arrays, rng)
-        image = arrays[0]
-        target = arrays[1] if len(arrays) > 1 else None
-        if self.task == "pretext":
-            image = (self.corruption or T.Corruption())(target, rng)
-        elif self.task == "segment" and self.augment:
-            image = T.add_noise(image, rng)
-        sample = {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]}
-        if self.task == "super-res":
-            sample["image"] = torch.nn.functional.interpolate(
-                sample["image"][None], scale_factor=2, mode="bicubic", align_corners=False
-            )[0]
-        if target is not None:
-            t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
-            sample["target"] = t.long() if self.task == "segment" and self.num_classes > 2 else t[None]
-        return sample
-
-
-class EMDataset(Dataset):
-    """A map-style dataset of ``{"image": (1,H,W), "target": ...}`` over any :class:`Source`.
-
-    Bad samples raise a one-line error naming the file, or with ``skip_bad`` are replaced by the
-    next good one and listed in ``self.skipped``.
-    """
-
-    def __init__(self, source: Source, recipe: SampleRecipe, skip_bad: bool = False, layout: str = ""):
-        self.source, self.recipe, self.skip_bad = source, recipe, skip_bad
-        self.layout = layout or source.layout
-        self.epoch = 0
-        self.skipped: list[str] = []
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        for attempt in range(len(self.source)):
-            i = (index + attempt) % len(self.source)
-            try:
-                image, target, name = self.source.load(i)
-                rng = T.sample_rng(self.recipe.seed, self.epoch, i)
-                return self.recipe(image, target, name, rng)
-            except EmzooError as e:
-                if not self.skip_bad:
-                    raise
-                if str(e) not in self.skipped:
-                    self.skipped.append(str(e))
-                    _log.warning("skipped: %s", e)
-        raise EmzooError(f"every sample of this dataset is bad; first problem: {self.skipped[0]}")
-
-
-class StreamingEMDataset(IterableDataset):
-    """The streaming twin of :class:`EMDataset` for ``datasets`` streams, sharded per worker."""
-
-    def __init__(self, stream: _HFStream, recipe: SampleRecipe):
-        self.stream, self.recipe, self.epoch = stream, recipe, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        info = torch.utils.data.get_worker_info()
-        for i, (image, target, name) in enumerate(self.stream):
-            if info is not None and i % info.num_workers != info.id:
-                continue
-            yield self.recipe(image, target, name, T.sample_rng(self.recipe.seed, self.epoch, i))
-
-
-def load_dataset(
-    path: str | Path,
-    task: str = "pretext",
-    split: str = "train",
-    *,
-    image_size: int | None = 256,
-    augment: bool | None = None,
-    normalization: str = "standardize",
-    corruption: T.Corruption | None = None,
-    num_classes: int = 1,
-    remove_outliers: bool | None = None,
-    seed: int = 0,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    skip_bad: bool = False,
-    streaming: bool = False,
-) -> Dataset:
-    """Detect the layout at ``path`` and return one split as a torch dataset for ``task``.
-
-    Augmentation (random crop, flips, 90-degree rotations; resize and noise for segmentation)
-    is on for the train split by default; val/test are centre-cropped (or whole when
-    ``image_size`` is None).
-    """
-    spec = open_source(
-        path,
-        task,
-        split,
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        skip_bad=skip_bad,
-        streaming=streaming,
-    )
-    recipe = SampleRecipe(
-        task=task,
-        image_size=image_size,
-        augment=(split == "train") if augment is None else augment,
-        normalization=normalization,
-        corruption=corruption,
-        num_classes=num_classes,
-        remove_outliers=(spec.layout == "au-hdf5") if remove_outliers is None else remove_outliers,
-        seed=seed,
-    )
-    if isinstance(spec.source, _HFStream):
-        return StreamingEMDataset(spec.source, recipe)
-    dataset = EMDataset(spec.source, recipe, skip_bad=skip_bad, layout=spec.layout)
-    dataset.skipped.extend(spec.skipped)
-    return dataset
-
-
-def fingerprint(dataset: Dataset) -> str:
-    """A short hash of what a dataset holds (names and sizes), for run records."""
-    source = getattr(dataset, "source", None)
-    h = hashlib.sha256()
-    if isinstance(source, Source):
-        for i in range(len(source)):
-            h.update(source.name(i).encode())
-    h.update(json.dumps({"n": len(dataset) if hasattr(dataset, "__len__") else -1}).encode())
-    return h.hexdigest()[:16]

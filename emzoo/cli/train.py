@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
-from emzoo.errors import EmzooError
-from emzoo.zoo import RECIPES, TASKS, ZOO
+from emzoo.errors import ConfigError
+from emzoo.tasks import FINETUNE_TASKS, get_task
+from emzoo.zoo import RECIPES, ZOO
 
 # built-in defaults where neither the command line nor a recipe says otherwise
 DEFAULTS = {
@@ -34,7 +36,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpointing-steps", type=int, help="checkpoint every N steps (default: every epoch)")
     p.add_argument("--checkpoints-total-limit", type=int, default=2, help="keep the last N checkpoints")
     p.add_argument("--resume-from-checkpoint", help="'latest' or a checkpoint folder")
-    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
+    p.add_argument(
+        "--mixed-precision",
+        choices=("auto", "no", "bf16", "fp16"),
+        default="auto",
+        help="auto: bf16 where a few measured steps show it faster on this machine, else no",
+    )
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile (auto: long runs)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
@@ -54,12 +61,12 @@ def _resolve(args: argparse.Namespace, mode: str):
     if args.recipe:
         entry = ZOO.get(args.recipe)
         if entry is None:
-            raise EmzooError(f"--recipe {args.recipe}: not a zoo entry (see `emzoo list`)")
+            raise ConfigError(f"--recipe {args.recipe}: not a zoo entry (see `emzoo list`)")
         recipe = RECIPES[entry.recipe]
-        if mode == "pretrain" and entry.task != "pretext":
-            raise EmzooError(f"--recipe {args.recipe}: a {entry.task} entry; use `emzoo finetune --recipe`")
-        if mode == "finetune" and entry.task == "pretext":
-            raise EmzooError(f"--recipe {args.recipe}: a pretraining entry; use `emzoo pretrain --recipe`")
+        if mode == "pretrain" and not get_task(entry.task).pretext:
+            raise ConfigError(f"--recipe {args.recipe}: a {entry.task} entry; use `emzoo finetune --recipe`")
+        if mode == "finetune" and get_task(entry.task).pretext:
+            raise ConfigError(f"--recipe {args.recipe}: a pretraining entry; use `emzoo pretrain --recipe`")
         recipe_values = {
             "epochs": recipe.epochs,
             "batch_size": recipe.batch_size,
@@ -74,17 +81,19 @@ def _resolve(args: argparse.Namespace, mode: str):
     for key in ("epochs", "batch_size", "image_size", "lr", "l1_lambda", "task"):
         explicit = {"task": task}.get(key, getattr(args, key, None))
         values[key] = explicit if explicit is not None else recipe_values.get(key, DEFAULTS[key])
-    if mode == "finetune" and values["task"] == "pretext":
-        raise EmzooError("--task is required for fine-tuning: one of segment, denoise, bg-removal, super-res")
-    if values["task"] not in TASKS:
-        raise EmzooError(f"--task {values['task']}: expected one of {', '.join(TASKS)}")
+    if mode == "finetune" and get_task(values["task"]).pretext:
+        raise ConfigError(f"--task is required for fine-tuning: one of {', '.join(FINETUNE_TASKS)}")
+    if arch is not None and arch.startswith("emzoo_patchgan"):
+        raise ConfigError(
+            f"--arch {arch}: the PatchGAN discriminator; pretrain a generator (emzoo_unet_*, emzoo_hrnet_*)"
+        )
     return TrainConfig(
         mode=mode,
         data=args.data,
         output_dir=args.output_dir,
         arch=arch,
         model=model,
-        recipe=args.recipe,
+        recipe=ZOO[args.recipe].recipe if args.recipe else None,  # a RECIPES key, as cards read it
         max_steps=args.max_steps,
         num_classes=getattr(args, "num_classes", 1),
         seed=args.seed,
@@ -109,10 +118,14 @@ def _resolve(args: argparse.Namespace, mode: str):
 def _cmd_train(args: argparse.Namespace) -> None:
     from emzoo.train.trainer import run
 
-    for key in ("epochs", "batch_size", "image_size", "max_steps", "sim_n"):
+    for key in ("epochs", "batch_size", "image_size", "max_steps", "sim_n", "num_classes", "sim_size"):
         value = getattr(args, key, None)
         if value is not None and value < 1:
-            raise EmzooError(f"--{key.replace('_', '-')} {value}: expected a positive number")
+            raise ConfigError(f"--{key.replace('_', '-')} {value}: expected a positive number")
+    for key in ("lr", "l1_lambda"):
+        value = getattr(args, key, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--{key.replace('_', '-')} {value}: expected a finite positive number")
     result = run(_resolve(args, args.command))
     print(json.dumps(result, indent=2))
 
@@ -145,14 +158,14 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("finetune", help="fine-tune a generator for segmentation or restoration")
     p.add_argument("--model", help="zoo name, hf-hub:ORG/NAME[@REV], a folder, or random:ARCH (or from --recipe)")
-    p.add_argument("--task", choices=[t for t in TASKS if t != "pretext"])
+    p.add_argument("--task", choices=FINETUNE_TASKS)
     p.add_argument("--num-classes", type=int, default=1, help="segmentation classes (1: binary, logits)")
     _common(p)
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("evaluate", help="metrics of a trained model on a dataset split")
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="dataset folder or 'simulated'")
-    p.add_argument("--task", choices=TASKS[1:], help="default: the model's own task")
+    p.add_argument("--task", choices=FINETUNE_TASKS, help="default: the model's own task")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--image-size", type=int, help="centre crops of this size (default: whole images)")
     _simulated_args(p)

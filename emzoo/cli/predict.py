@@ -1,0 +1,203 @@
+"""``emzoo predict``: a model over files and folders. Outputs keep each input's relative path;
+a file emzoo did not write is never replaced without ``--overwrite``; a rerun finishes exactly
+what an interrupted one left undone."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import numpy as np
+
+from emzoo.errors import ConfigError, EmzooError
+
+
+def _inputs(paths: list[str]) -> list[tuple[Path, Path]]:
+    """(file, output name stem) pairs: a folder's files keep their path below it, and the
+    extension joins the name where two inputs would otherwise share one (a.tif and a.png)."""
+    from emzoo.io import IMAGE_SUFFIXES
+
+    found: list[tuple[Path, Path]] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found += [
+                (q, q.relative_to(p))
+                for q in sorted(p.rglob("*"))
+                if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")
+            ]
+        elif p.is_file():
+            found.append((p, Path(p.name)))
+        else:
+            raise EmzooError(f"{raw}: no such file or folder")
+    if not found:
+        raise EmzooError(f"{', '.join(paths)}: no images found (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)")
+    stems = [rel.with_suffix("") for _, rel in found]
+    named = []
+    for (path, rel), stem in zip(found, stems):
+        if stems.count(stem) > 1:
+            stem = rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}")
+        named.append((path, stem))
+    if len({str(s).lower() for _, s in named}) < len(named):
+        raise EmzooError(f"{', '.join(paths)}: two inputs would write the same outputs; predict them separately")
+    return named
+
+
+MANIFEST = ".emzoo-predict.json"  # the outputs emzoo wrote in a folder: what a rerun may replace or skip
+
+
+def _outputs_for(stem: Path, task, args) -> list[Path]:
+    paths = [stem.with_name(stem.name + ".tif")]
+    if args.png:
+        paths.append(stem.with_name(stem.name + ".png"))
+    if task.analyses_particles(args.output):
+        paths += [stem.with_name(stem.name + "_particles.csv"), stem.with_name(stem.name + "_sizes.png")]
+    return paths
+
+
+def _cmd_predict(args) -> None:
+    from tqdm.auto import tqdm
+
+    from emzoo import io
+    from emzoo.fsutil import atomic_write_text
+    from emzoo.hub import load
+    from emzoo.inference.devices import check_device
+    from emzoo.inference.particles import write_csv, write_histogram
+    from emzoo.inference.predictor import Predictor, output_pixel_size
+
+    files = _inputs(args.inputs)
+    out = Path(args.output_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise EmzooError(f"--output-dir {out}: is a file; expected a folder")
+    for f, _ in files:
+        if out == f.resolve().parent and not args.inputs_are_outputs_ok:
+            raise EmzooError(
+                f"--output-dir {out}: is where the inputs are; choose a separate folder (inputs stay untouched)"
+            )
+    for name in ("pixel_size", "min_area_nm2"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value < float("inf"):
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: expected a positive number")
+    model = load(args.model, device=check_device(args.device))
+    predictor = Predictor(
+        model, args.tile, args.overlap, args.batch_size, output=args.output, engine=args.engine
+    )  # checks every argument before any image is read
+    task = predictor.task
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EmzooError(f"--output-dir {out}: cannot create it ({e.strerror})") from None
+    manifest_path = out / MANIFEST
+    ours = set(json.loads(manifest_path.read_text())) if manifest_path.is_file() else set()
+    plan = [(path, out / stem) for path, stem in files]
+    for _, stem in plan:  # never replace a file emzoo did not write here, unless asked to
+        for target in _outputs_for(stem, task, args):
+            rel = str(target.relative_to(out))
+            if target.exists() and rel not in ours and not args.overwrite:
+                raise EmzooError(
+                    f"{target}: exists and was not written by emzoo predict; pass --overwrite or "
+                    "choose another --output-dir (nothing was changed)"
+                )
+    skipped, written, done_before = [], 0, 0
+    summaries: dict[str, dict] = {}
+    for path, stem in tqdm(plan, desc="predict", unit="img", disable=args.quiet):
+        targets = _outputs_for(stem, task, args)
+        if not args.overwrite and all(str(t.relative_to(out)) in ours and t.is_file() for t in targets):
+            done_before += 1  # finished by an earlier, interrupted run
+            continue
+        for tmp in stem.parent.glob(f".{glob.escape(stem.name[:64])}.*"):  # temp files an interrupted run left behind
+            tmp.unlink(missing_ok=True)
+        try:
+            image, meta = io.read(path, frames=args.frames)
+            frames = image if image.ndim == 3 else image[None]  # a stack: every frame, written back as one
+            for k, frame in enumerate(frames):
+                io.check_image(frame, f"{path} (frame {k})" if image.ndim == 3 else path)
+            source_pixel = args.pixel_size or meta.get("pixel_size_nm")
+            results = [predictor(frame, source_pixel) for frame in frames]
+            result = np.stack(results) if image.ndim == 3 else results[0]
+        except EmzooError as e:
+            if not args.skip_bad:
+                raise
+            skipped.append(str(e))
+            continue
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        pixel = output_pixel_size(task, source_pixel)
+        io.write(targets[0], result, {"pixel_size_nm": pixel})
+        if args.png:
+            io.write(targets[1], results[0])  # a stack's preview: its first frame
+        if task.analyses_particles(args.output):  # logits are not probabilities
+            rows, summary = _particles(results, pixel, args)
+            write_csv(stem.with_name(stem.name + "_particles.csv"), rows, pixel)
+            write_histogram(stem.with_name(stem.name + "_sizes.png"), rows, pixel, title=path.name)
+            summaries[str(stem.relative_to(out))] = summary
+        ours.update(str(t.relative_to(out)) for t in targets)
+        atomic_write_text(manifest_path, json.dumps(sorted(ours)))
+        written += 1
+    report = {"written": written, "done_before": done_before, "skipped": skipped, "output_dir": str(out)}
+    if summaries:
+        atomic_write_text(out / "particles_summary.json", json.dumps(summaries, indent=2))
+        report["particles"] = summaries
+    if skipped:
+        (out / "skipped.json").write_text(json.dumps(skipped, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+def _particles(results: list, pixel: float | None, args) -> tuple[list[dict], dict]:
+    """Particles of every frame (numbered on from frame to frame) and the summary: of the one
+    image, or per frame for a stack."""
+    from emzoo.inference.particles import analyze_particles
+
+    rows, per_frame = [], []
+    for k, result in enumerate(results):
+        report = analyze_particles(
+            result,
+            pixel,
+            min_area_nm2=args.min_area_nm2,
+            split_touching=not args.no_split,
+            exclude_border=args.exclude_border,
+        )
+        rows += [
+            dict(r, particle=len(rows) + i + 1, **({"frame": k} if len(results) > 1 else {}))
+            for i, r in enumerate(report.rows)
+        ]
+        per_frame.append(report.summary)
+    return rows, per_frame[0] if len(per_frame) == 1 else {"frames": per_frame}
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("predict", help="run a model over images or folders (tiled, any size)")
+    p.add_argument("inputs", nargs="+", help="image files or folders (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)")
+    p.add_argument("--model", required=True, help="zoo name, hf-hub:ORG/NAME, or a folder")
+    p.add_argument("--output-dir", required=True, help="a separate folder for the results")
+    p.add_argument("--tile", type=int, help="tile size in pixels (default from the receptive field; 0: whole image)")
+    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default from the receptive field)")
+    p.add_argument("--batch-size", type=int, help="tiles per forward pass (default: up to 4, memory-bounded)")
+    p.add_argument(
+        "--engine",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="onnxruntime: faster on CPU, exported once and cached",
+    )
+    p.add_argument("--output", default="auto", choices=("auto", "probability", "mask", "logits"))
+    p.add_argument(
+        "--frames",
+        default="each",
+        choices=("each", "mean"),
+        help="stacks (MRC/TIFF/DM/EMD): predict each frame and write a stack (default), or their mean",
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--png", action="store_true", help="also write an 8-bit PNG preview")
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        help="nm per pixel (default: from the file); images outside the model's "
+        "range are resampled to its scale and back",
+    )
+    p.add_argument("--min-area-nm2", type=float, help="smallest particle kept (default: 0.4 nm across)")
+    p.add_argument("--exclude-border", action="store_true", help="drop particles cut by the image border")
+    p.add_argument("--no-split", action="store_true", help="do not split touching particles (watershed)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable files and report them")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files in --output-dir")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_predict, inputs_are_outputs_ok=False)

@@ -1,0 +1,115 @@
+"""What a training run is: its configuration, the progress a checkpoint carries, its data and
+its generator."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from emzoo.data.corpus import default_corpus
+from emzoo.data.simulate import simulated
+from emzoo.errors import ConfigError, DataError
+from emzoo.hub import create_model, load
+
+_log = logging.getLogger("emzoo.train")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; written to ``run.json`` so the run can be reproduced."""
+
+    mode: str  # "pretrain" or "finetune"
+    data: str
+    output_dir: str
+    task: str = "pretext"
+    arch: str | None = None  # pretrain: the generator architecture
+    model: str | None = None  # finetune: zoo name, hf-hub:..., folder, or random:ARCH
+    recipe: str | None = None
+    epochs: int = 60
+    max_steps: int | None = None
+    batch_size: int = 16
+    image_size: int = 256
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    l1_lambda: float = 100.0
+    num_classes: int = 1
+    seed: int = 0
+    num_workers: int = 0
+    checkpointing_steps: int | None = None  # None: at the end of every epoch
+    checkpoints_total_limit: int = 2
+    resume_from_checkpoint: str | None = None
+    mixed_precision: str = "auto"  # auto: measured per machine (see emzoo.train.precision)
+    gradient_accumulation_steps: int = 1
+    compile: str = "auto"  # auto | on | off
+    channels_last: bool = True
+    report_to: str | None = None
+    sim_n: int = 48
+    sim_size: int = 256
+    test_at_steps: list[int] = field(default_factory=list)  # also score the test split at these steps
+    keep_checkpoints: bool = True
+    ndf: int = 64  # discriminator width (Pix2Pix: 64)
+    progress: bool = True
+    cpu: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict:
+        """What makes two runs the same run (for refusing unrelated output directories)."""
+        return {k: getattr(self, k) for k in ("mode", "task", "arch", "model", "data", "seed", "image_size")}
+
+
+@dataclass
+class TrainState:
+    """Progress that checkpoints carry besides weights and optimiser state."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    best: float | None = None
+    best_step: int | None = None
+    history: list[dict] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def resolve_data(data: str, task: str, sim_n: int = 48, sim_size: int = 256, progress: bool = True) -> Path:
+    """A dataset folder: ``simulated`` is a small simulated dataset for the task and
+    ``corpus:SUBSET`` a part of the simulated corpus (both built once and cached)."""
+    if data == "simulated":
+        return simulated(task, n=sim_n, size=sim_size, seed=0, progress=progress)
+    if data == "corpus" or data.startswith("corpus:"):
+        path = default_corpus(progress=progress) / data.partition(":")[2]
+        if not path.is_dir():
+            raise DataError(f"data {data!r}: no such corpus folder (pretext, restore, segment/tem, segment/stem)")
+        return path
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise DataError(f"data {data!r}: no such file or folder (or use data='simulated')")
+    return path
+
+
+def build_generator(cfg: TrainConfig) -> nn.Module:
+    if cfg.mode == "pretrain":
+        if not cfg.arch:
+            raise ConfigError("--arch is required for pretraining (e.g. emzoo_unet_2_44; see `emzoo list`)")
+        model = create_model(cfg.arch)
+        model.emzoo_cfg = {"task": "pretext"}
+        return model
+    if not cfg.model:
+        raise ConfigError("--model is required for fine-tuning (a zoo name, hf-hub:ORG/NAME, a folder or random:ARCH)")
+    if cfg.model.startswith("random:"):
+        model = create_model(cfg.model.split(":", 1)[1], num_classes=cfg.num_classes)
+        model.emzoo_new_keys = []
+        return model
+    model = load(cfg.model, num_classes=cfg.num_classes if cfg.num_classes != 1 else None)
+    new_keys = getattr(model, "emzoo_new_keys", [])
+    _log.info("fine-tuning %s: %s", cfg.model, f"new keys {new_keys}" if new_keys else "all weights kept")
+    return model

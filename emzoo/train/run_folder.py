@@ -1,0 +1,138 @@
+"""A run's folder: ``run.json`` (config, command, versions, data), ``metrics.jsonl``, rotating
+checkpoints written atomically, the best ``model/``, ``result.json`` and the loss curves."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from emzoo.errors import ConfigError
+from emzoo.fsutil import atomic_write_text
+from emzoo.version import __version__
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+RESULT_FILE = "result.json"
+CHECKPOINTS = "checkpoints"
+MODEL_DIR = "model"
+
+
+def versions() -> dict:
+    import accelerate
+    import timm
+
+    return {
+        "emzoo": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "accelerate": accelerate.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    folder = out / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    done = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step_"))
+    return done[-1] if done else None
+
+
+def check_output_dir(out: Path, identity: dict, resume: str | None) -> None:
+    """A new folder, or this same run's folder when resuming. A run that stopped before its first
+    checkpoint left nothing to resume: its files are cleared and it starts again."""
+    run_file = out / RUN_FILE
+    if not run_file.is_file():
+        if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+            raise ConfigError(f"output_dir {out}: not empty and not an emzoo run; choose a new folder")
+        return
+    previous = json.loads(run_file.read_text()).get("config", {})
+    prev_identity = {k: previous.get(k) for k in identity}
+    if prev_identity != identity:
+        diff = {k: (prev_identity[k], v) for k, v in identity.items() if prev_identity[k] != v}
+        raise ConfigError(f"output_dir {out}: holds another run (differs in {diff}); choose a new folder")
+    if latest_checkpoint(out) is None and not (out / RESULT_FILE).is_file():
+        for name in (RUN_FILE, METRICS_FILE, MODEL_DIR, CHECKPOINTS, "logs"):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        return
+    if not resume:
+        raise ConfigError(
+            f"output_dir {out}: holds this run already; pass --resume-from-checkpoint latest to continue it, "
+            "or choose a new folder"
+        )
+
+
+def resume_path(out: Path, resume: str) -> Path:
+    path = latest_checkpoint(out) if resume == "latest" else Path(resume)
+    if path is None or not path.is_dir():
+        raise ConfigError(f"--resume-from-checkpoint {resume}: no checkpoint in {out}")
+    return path
+
+
+def save_checkpoint(accelerator, out: Path, step: int, keep: int) -> Path:
+    """``accelerator.save_state`` into a hidden folder renamed into place (a checkpoint exists
+    whole or not at all, also after a kill mid-save), keeping the newest ``keep``."""
+    folder = out / CHECKPOINTS
+    final = folder / f"step_{step:08d}"
+    tmp = folder / f".tmp_step_{step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        done = sorted(p for p in folder.iterdir() if p.name.startswith("step_"))
+        for old in done[: max(0, len(done) - keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def write_run_file(out: Path, record: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        out / RUN_FILE, json.dumps({**record, "command": sys.argv, "versions": versions()}, indent=2, default=str)
+    )
+
+
+def append_metrics(out: Path, row: dict) -> None:
+    with open(out / METRICS_FILE, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def plot_history(history: list[dict], path: Path, title: str = "") -> None:
+    """Training losses and validation metrics against steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [r for r in history if r["split"] == "train"]
+    val = [r for r in history if r["split"] == "val"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key in sorted({k for r in train for k in r} - {"step", "epoch", "split"}):
+        axes[0].plot([r["step"] for r in train], [r[key] for r in train], label=key)
+    axes[0].set_xlabel("step")
+    axes[0].set_title("training loss")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    for key in sorted({k for r in val for k in r} - {"step", "epoch", "split"}):
+        axes[1].plot([r["step"] for r in val], [r[key] for r in val], marker="o", label=key)
+    axes[1].set_xlabel("step")
+    axes[1].set_title("validation")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)

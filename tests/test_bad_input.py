@@ -1,0 +1,272 @@
+"""Bad input, each kind once: a one-line error that names what was wrong (never a traceback),
+no silently wrong result, no file lost. The table in docs/bad_input.md lists these cases."""
+
+import json
+import math
+
+import mrcfile
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import emzoo
+from emzoo import io as emzoo_io
+from emzoo.cli import main
+from emzoo.errors import CheckpointError, ConfigError, DataError, EmzooError, ModelNotFoundError
+from tests.conftest import trained_model
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def denoiser(tmp_path_factory):
+    return emzoo.save_pretrained(
+        trained_model("emzoo_unet_2_44"), tmp_path_factory.mktemp("m") / "denoise", task="denoise"
+    )
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory):
+    return emzoo.save_pretrained(
+        trained_model("emzoo_unet_2_44"), tmp_path_factory.mktemp("m") / "segment", task="segment"
+    )
+
+
+def _cli(capsys, *args) -> tuple[int, str]:
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def _one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2, err
+    assert err.startswith("emzoo: error: ") and "\n" not in err and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def _edit_config(folder, **changes):
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    for key, value in changes.items():
+        if key == "emzoo":
+            config["emzoo"].update(value)
+        else:
+            config[key] = value
+    path.write_text(json.dumps(config))
+
+
+def _copy(folder, tmp_path, name="m"):
+    import shutil
+
+    return shutil.copytree(folder, tmp_path / name)
+
+
+# ------------------------------------------------------------------------------ images (API)
+def test_complex_images_are_refused_not_cast(denoiser):
+    model = emzoo.load(denoiser)
+    with pytest.raises(DataError, match="complex"):
+        emzoo.predict(model, np.ones((32, 32), np.complex64))
+
+
+def test_float16_and_huge_values_give_finite_results(denoiser):
+    model = emzoo.load(denoiser)
+    image = RNG.normal(1000, 50, (48, 48))
+    out16 = emzoo.predict(model, image.astype(np.float16))  # np.std overflowed in float16
+    assert np.isfinite(out16).all()
+    huge = emzoo.predict(model, image * 1e40)  # 1e40 does not fit float32
+    assert np.isfinite(huge).all() and 1e41 < np.abs(huge).mean() < 1e44
+
+
+def test_tiny_and_rgb_arrays_are_named_for_what_they_are(tmp_path):
+    np.save(tmp_path / "one.npy", np.ones((1, 1), np.float32))
+    with pytest.raises(EmzooError, match="1x1 pixels; expected an image of at least 2x2"):
+        emzoo_io.read(tmp_path / "one.npy")
+    rgb = np.repeat(RNG.random((40, 30, 1)), 3, axis=2).astype(np.float32)  # HxWx3, not 40 images of 30x3
+    np.save(tmp_path / "rgb.npy", rgb)
+    gray, meta = emzoo.io.read(tmp_path / "rgb.npy")  # emzoo.io is reachable from `import emzoo`
+    assert gray.shape == (40, 30)
+
+
+def test_float64_beyond_float32_is_not_called_nan(tmp_path):
+    emzoo_io.write(tmp_path / "big.tif", RNG.random((32, 32)) * 1e300)
+    image, _ = emzoo_io.read(tmp_path / "big.tif")
+    assert image.dtype == np.float64 and np.isfinite(image).all()
+    emzoo_io.check_image(image, "big.tif")
+
+
+def test_stacks_predict_each_frame_or_their_mean(tmp_path, capsys, denoiser):
+    """A 2-frame int16 MRC (as SerialEM writes) is a stack, not an error."""
+    frames = RNG.integers(0, 2000, (2, 64, 64)).astype(np.int16)
+    with mrcfile.new(tmp_path / "movie.mrc") as mrc:
+        mrc.set_data(frames)
+        mrc.voxel_size = 2.5  # angstrom
+    code, err = _cli(capsys, "predict", tmp_path / "movie.mrc", "--model", denoiser, "--output-dir", tmp_path / "each")
+    assert code == 0, err
+    stack, meta = emzoo_io.read(tmp_path / "each" / "movie.tif", frames="each")
+    assert stack.shape == (2, 64, 64) and meta["pixel_size_nm"] == pytest.approx(0.25)
+    code, err = _cli(
+        capsys,
+        "predict",
+        tmp_path / "movie.mrc",
+        "--model",
+        denoiser,
+        "--frames",
+        "mean",
+        "--output-dir",
+        tmp_path / "m",
+    )
+    assert code == 0, err
+    assert emzoo_io.read(tmp_path / "m" / "movie.tif")[0].shape == (64, 64)
+    with pytest.raises(EmzooError, match="stack of 2 frames.*--frames"):
+        emzoo_io.read(tmp_path / "movie.mrc")
+
+
+def test_a_245_character_name_predicts(tmp_path, capsys, denoiser):
+    name = "x" * 241 + ".tif"
+    emzoo_io.write(tmp_path / "in" / name, RNG.random((32, 32)).astype(np.float32))
+    code, err = _cli(capsys, "predict", tmp_path / "in", "--model", denoiser, "--png", "--output-dir", tmp_path / "out")
+    assert code == 0, err
+    assert (tmp_path / "out" / name).is_file() and not list((tmp_path / "out").glob(".*.tif"))
+
+
+# ------------------------------------------------------------------------------ arguments
+def test_outputs_that_do_not_fit_the_task_are_refused(denoiser, segmenter):
+    with pytest.raises(ConfigError, match="needs a segmentation model"):
+        emzoo.predict(emzoo.load(denoiser), np.ones((32, 32)), output="mask")
+    with pytest.raises(ConfigError, match="output 'bogus'"):  # checked before any inference ran
+        emzoo.Predictor(emzoo.load(segmenter), output="bogus")
+
+
+def test_evaluate_refuses_scoring_a_segmenter_as_a_denoiser(segmenter):
+    with pytest.raises(ConfigError, match="is a 'segment' model"):
+        emzoo.train.evaluate_model(str(segmenter), "simulated", task="denoise", sim_n=8, sim_size=64)
+
+
+def test_logits_write_no_particle_table(tmp_path, capsys, segmenter):
+    emzoo_io.write(tmp_path / "in" / "a.tif", RNG.random((32, 32)).astype(np.float32))
+    code, err = _cli(
+        capsys, "predict", tmp_path / "in", "--model", segmenter, "--output", "logits", "--output-dir", tmp_path / "o"
+    )
+    assert code == 0, err
+    assert (tmp_path / "o" / "a.tif").is_file() and not (tmp_path / "o" / "a_particles.csv").exists()
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "mps", "gpu0"])
+def test_devices_this_machine_lacks(tmp_path, capsys, denoiser, device):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    emzoo_io.write(tmp_path / "a.tif", RNG.random((32, 32)).astype(np.float32))
+    code, err = _cli(
+        capsys, "predict", tmp_path / "a.tif", "--model", denoiser, "--device", device, "--output-dir", tmp_path / "o"
+    )
+    _one_line_error(code, err, f"device '{device}'", "this machine has cpu")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (
+            ["finetune", "--model", "random:emzoo_unet_2_44", "--task", "segment", "--num-classes", "0"],
+            "--num-classes 0",
+        ),
+        (["finetune", "--model", "random:emzoo_unet_2_44", "--task", "denoise", "--lr", "nan"], "--lr nan"),
+        (["pretrain", "--arch", "emzoo_patchgan"], "discriminator"),
+    ],
+)
+def test_training_arguments(tmp_path, capsys, args, fragment):
+    code, err = _cli(capsys, *args, "--data", "simulated", "--output-dir", tmp_path / "run")
+    _one_line_error(code, err, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_architecture_name_is_not_a_checkpoint():
+    with pytest.raises(
+        ModelNotFoundError, match="'emzoo_unet_2_44' is an architecture, not a checkpoint.*create_model"
+    ):
+        emzoo.load("emzoo_unet_2_44")
+
+
+# ------------------------------------------------------------------------------ checkpoint folders
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        ("null", "expected timm's config format"),
+        ({"model_args": {"in_chans": 1, "bogus_width": 3}}, "model_args do not fit"),
+        ({"emzoo": {"normalization": "zscore"}}, "normalization 'zscore'"),
+        ({"emzoo": {"task": "colourise"}}, "task 'colourise'"),
+        ({"num_classes": 3}, "disagrees with model.safetensors"),
+        ({"architecture": "emzoo_unet_4_424"}, "disagrees with model.safetensors"),
+    ],
+)
+def test_configs_that_disagree_are_one_line(tmp_path, capsys, denoiser, edit, fragment):
+    folder = _copy(denoiser, tmp_path)
+    if edit == "null":
+        (folder / "config.json").write_text("null")
+    else:
+        _edit_config(folder, **edit)
+    with pytest.raises(CheckpointError, match=fragment.replace("(", r"\(")):
+        emzoo.load(folder)
+    code, err = _cli(capsys, "predict", folder / "README.md", "--model", folder, "--output-dir", tmp_path / "o")
+    _one_line_error(code, err, fragment)
+
+
+def test_a_folder_claiming_another_task_is_refused(tmp_path, segmenter):
+    folder = _copy(segmenter, tmp_path)
+    _edit_config(folder, emzoo={"task": "denoise"})  # a segmenter's weights, served as a denoiser
+    with pytest.raises(CheckpointError, match="says task 'denoise' but the weights were saved for 'segment'"):
+        emzoo.load(folder)
+
+
+def test_replaced_weights_are_caught_without_the_test_pair(tmp_path, denoiser):
+    folder = _copy(denoiser, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    state["head.bias"] = state["head.bias"] + 1
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt", "emzoo_task": "denoise"})
+    (folder / "test_pair.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        emzoo.load(folder)
+
+
+def test_a_corrupt_test_pair_is_one_line(tmp_path, denoiser):
+    folder = _copy(denoiser, tmp_path)
+    (folder / "test_pair.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="test_pair.safetensors: unreadable"):
+        emzoo.load(folder)
+
+
+# ------------------------------------------------------------------------------ runs
+def test_segmentation_at_the_images_own_size_trains(tmp_path, capsys):
+    """The resize augmentation used to shrink 64^2 images below a 64^2 crop on every seed."""
+    common = ["--model", "random:emzoo_unet_2_44", "--task", "segment", "--data", "simulated", "--sim-n", "10"]
+    common += ["--sim-size", "64", "--image-size", "64", "--batch-size", "2", "--max-steps", "2", "--quiet"]
+    code, err = _cli(capsys, "finetune", *common, "--output-dir", tmp_path / "run", "--compile", "off")
+    assert code == 0, err
+
+
+def test_a_run_that_died_before_its_first_checkpoint_does_not_block(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    identity = {"mode": "finetune", "task": "denoise", "arch": None, "model": "random:emzoo_unet_2_44"}
+    identity |= {"data": "simulated", "seed": 0, "image_size": 32}
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"config": identity}))
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    common = ["--model", "random:emzoo_unet_2_44", "--task", "denoise", "--data", "simulated", "--sim-n", "10"]
+    common += ["--sim-size", "64", "--image-size", "32", "--batch-size", "2", "--max-steps", "2", "--quiet"]
+    code, err = _cli(capsys, "finetune", *common, "--output-dir", tmp_path / "run", "--compile", "off")
+    assert code == 0, err
+    assert math.isfinite(json.loads((tmp_path / "run" / "result.json").read_text())["best_val"]["l1"])
+
+
+def test_a_folder_builds_its_engine_once(tmp_path, capsys, denoiser, monkeypatch):
+    """predict used to rebuild its runner (BN folding, or an ONNX session + weight hash) per image."""
+    from emzoo.inference import predictor
+
+    calls = []
+    real = predictor.make_engine
+    monkeypatch.setattr(predictor, "make_engine", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for i in range(3):
+        emzoo_io.write(tmp_path / "in" / f"{i}.tif", RNG.random((32, 32)).astype(np.float32))
+    code, err = _cli(capsys, "predict", tmp_path / "in", "--model", denoiser, "--output-dir", tmp_path / "o")
+    assert code == 0, err
+    assert len(calls) == 1
