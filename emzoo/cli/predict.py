@@ -81,7 +81,13 @@ def _cmd_predict(args) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} {value}: expected a positive number")
     model = load(args.model, device=check_device(args.device))
     predictor = Predictor(
-        model, args.tile, args.overlap, args.batch_size, output=args.output, engine=args.engine
+        model,
+        args.tile,
+        args.overlap,
+        args.batch_size,
+        output=args.output,
+        engine=args.engine,
+        precision=args.precision,
     )  # checks every argument before any image is read
     task = predictor.task
     try:
@@ -135,6 +141,7 @@ def _cmd_predict(args) -> None:
         atomic_write_text(manifest_path, json.dumps(sorted(ours)))
         written += 1
     report = {"written": written, "done_before": done_before, "skipped": skipped, "output_dir": str(out)}
+    report["precision"] = predictor.precision
     if summaries:
         atomic_write_text(out / "particles_summary.json", json.dumps(summaries, indent=2))
         report["particles"] = summaries
@@ -187,6 +194,12 @@ def add_commands(sub) -> None:
         help="stacks (MRC/TIFF/DM/EMD): predict each frame and write a stack (default), or their mean",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="auto: bf16 where measured faster here and within 2%% of float32 for this model",
+    )
     p.add_argument("--png", action="store_true", help="also write an 8-bit PNG preview")
     p.add_argument(
         "--pixel-size",

@@ -67,6 +67,7 @@ class Predictor:
         progress: bool = False,
         channels_last: bool = True,
         engine: str = "torch",
+        precision: str = "float32",
     ) -> None:
         if output not in OUTPUTS:
             raise ConfigError(f"output {output!r}: expected one of {', '.join(OUTPUTS)}")
@@ -91,7 +92,8 @@ class Predictor:
             "normalization", "standardize"
         )
         norm_params(np.zeros((2, 2), np.float32), self.normalization)  # an unknown method fails here, not later
-        self.run = make_engine(model, engine, channels_last)
+        self.run = make_engine(model, engine, channels_last, precision)
+        self.precision = getattr(self.run, "precision", "float32")
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray, pixel_size: float | None = None) -> np.ndarray:
@@ -133,6 +135,7 @@ def predict(
     channels_last: bool = True,
     engine: str = "torch",
     pixel_size: float | None = None,
+    precision: str = "float32",
 ) -> np.ndarray:
     """Run ``model`` over a 2-D image of any size; numpy in, numpy out.
 
@@ -142,6 +145,8 @@ def predict(
     ``tile``/``overlap``/``batch_size`` default from the receptive field and the image size;
     ``tile=0`` runs the whole image at once. ``engine="onnxruntime"`` runs an ONNX export of the
     model (made once per set of weights, cached, checked against PyTorch to 1e-4 relative).
+    ``precision="auto"`` runs in bf16 where that is measured faster on this machine and keeps the
+    output within 2% of float32's range (``emzoo predict``'s default); ``float32`` is exact.
     For many images, build a :class:`Predictor` once instead.
     """
     predictor = Predictor(
@@ -154,5 +159,6 @@ def predict(
         progress=progress,
         channels_last=channels_last,
         engine=engine,
+        precision=precision,
     )
     return predictor(image, pixel_size)

@@ -6,34 +6,18 @@ bf16 is kept when it is at least ``MIN_SPEEDUP`` faster and its losses stay with
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
-import platform
 import time
 
 import torch
 from torch import nn
 
-from emzoo.fsutil import atomic_write_text, cache_root
+from emzoo.inference.precision import MIN_SPEEDUP, cached
 
 _log = logging.getLogger("emzoo.train")
-MIN_SPEEDUP = 1.15
 LOSS_RTOL = 0.05
 STEPS = 4
-
-
-def _machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-        flags = ",".join(flag for flag in ("avx512_bf16", "amx_bf16", "avx512f") if flag in text)
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}[{flags}]x{torch.get_num_threads()}"
 
 
 def _steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool) -> tuple[float, list[float]]:
@@ -70,7 +54,6 @@ def measure(model: nn.Module, batch_size: int, image_size: int, device: torch.de
         "choice": "bf16" if speedup >= MIN_SPEEDUP and agree else "no",
         "speedup": round(speedup, 3),
         "losses_agree": agree,
-        "machine": _machine(),
     }
 
 
@@ -85,16 +68,8 @@ def choose_precision(requested: str, model: nn.Module, batch_size: int, image_si
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "no"
     arch = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
-    key = f"{_machine()}|{torch.__version__}|{arch}|{model.num_classes}|{batch_size}|{image_size}"
-    path = cache_root() / "precision.json"
-    try:
-        known = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        known = {}
-    if key not in known:
-        known[key] = measure(model, batch_size, min(image_size, 256), device)
-        atomic_write_text(path, json.dumps(known, indent=1))
-    result = known[key]
+    key = f"train|{arch}|{model.num_classes}|{batch_size}|{image_size}"
+    result = cached(key, lambda: measure(model, batch_size, min(image_size, 256), device))
     _log.info(
         "mixed precision auto: %s (bf16 %.2fx float32, losses agree: %s)",
         result["choice"],
