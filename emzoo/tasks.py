@@ -62,7 +62,9 @@ class Task:
             else:
                 pred = F.one_hot(output.argmax(1), output.shape[1])[..., 1:].any(-1).long()
                 truth = F.one_hot(target.long(), output.shape[1])[..., 1:].any(-1).long()
-            scores = binary_stat_scores(pred.flatten(1), truth.flatten(1), multidim_average="samplewise")
+            scores = torch.stack(  # per sample: torchmetrics' samplewise mode breaks on a batch of one
+                [binary_stat_scores(p.flatten(), t.flatten(), multidim_average="global") for p, t in zip(pred, truth)]
+            )
             return scores[:, [0, 1, 3]].float()  # tp, fp, fn
         from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
@@ -87,6 +89,12 @@ class Task:
             return {"dice": 2 * tp / max(2 * tp + fp + fn, 1e-9), "iou": tp / max(tp + fp + fn, 1e-9)}
         l1, psnr, ssim = stats.mean(0).tolist()
         return {"l1": l1, "psnr": psnr, "ssim": ssim}
+
+    def prior_bias(self, fractions: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """The head bias whose output is the class prior: the log-odds of the foreground fraction
+        for one logit (sigmoid), the log class frequencies for several (softmax)."""
+        p = fractions.clamp(1e-4, 1 - 1e-4).float()
+        return torch.logit(p[1:].sum()).reshape(1) if num_classes == 1 else torch.log(p[:num_classes])
 
     def check_output(self, output: str) -> None:
         """``mask`` and ``probability`` exist only for segmentation."""

@@ -14,53 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-import emzoo
 from emzoo.data import load_dataset
 from emzoo.data.simulate import simulated
-from emzoo.train.speed import bench_trainer, images_per_second, trainer_step
-
-
-def plain_step(arch: str, mode: str, lr: float = 2e-4, l1_lambda: float = 100.0):
-    """The reference: eager, float32, NCHW, the same networks, optimisers and losses."""
-    torch.manual_seed(0)
-    g = emzoo.create_model(arch)
-    opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999))
-    if mode == "finetune":
-
-        def step(x, y):
-            out = g(x)
-            loss = F.l1_loss(out, y) + F.mse_loss(out, y)
-            opt_g.zero_grad()
-            loss.backward()
-            opt_g.step()
-            return {"loss": loss.item()}
-
-        return step
-    d = emzoo.create_model("emzoo_patchgan")
-    opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.5, 0.999))
-
-    def gan_step(x, y):
-        fake = g(x)
-        real_s, fake_s = d(torch.cat([x, y], 1)), d(torch.cat([x, fake.detach()], 1))
-        loss_d = 0.5 * (F.mse_loss(real_s, torch.ones_like(real_s)) + F.mse_loss(fake_s, torch.zeros_like(fake_s)))
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        for p in d.parameters():
-            p.requires_grad_(False)
-        score = d(torch.cat([x, fake], 1))
-        loss_l1 = F.l1_loss(fake, y)
-        loss_g = F.mse_loss(score, torch.ones_like(score)) + l1_lambda * loss_l1
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        for p in d.parameters():
-            p.requires_grad_(True)
-        return {"loss_l1": loss_l1.item()}
-
-    return gan_step
+from emzoo.train.speed import bench_trainer, images_per_second, plain_step, trainer_step
 
 
 def batches(data: Path, mode: str, batch_size: int, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -96,6 +96,7 @@ def _resolve(args: argparse.Namespace, mode: str):
         recipe=ZOO[args.recipe].recipe if args.recipe else None,  # a RECIPES key, as cards read it
         max_steps=args.max_steps,
         num_classes=getattr(args, "num_classes", 1),
+        head_lr_scale=getattr(args, "head_lr_scale", 1.0),
         seed=args.seed,
         num_workers=args.num_workers,
         checkpointing_steps=args.checkpointing_steps,
@@ -122,7 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         value = getattr(args, key, None)
         if value is not None and value < 1:
             raise ConfigError(f"--{key.replace('_', '-')} {value}: expected a positive number")
-    for key in ("lr", "l1_lambda"):
+    for key in ("lr", "l1_lambda", "head_lr_scale"):
         value = getattr(args, key, None)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"--{key.replace('_', '-')} {value}: expected a finite positive number")
@@ -160,6 +161,12 @@ def add_commands(sub) -> None:
     p.add_argument("--model", help="zoo name, hf-hub:ORG/NAME[@REV], a folder, or random:ARCH (or from --recipe)")
     p.add_argument("--task", choices=FINETUNE_TASKS)
     p.add_argument("--num-classes", type=int, default=1, help="segmentation classes (1: binary, logits)")
+    p.add_argument(
+        "--head-lr-scale",
+        type=float,
+        default=1.0,
+        help="learning rate of a new head (segmentation starts one at the class prior), in units of --lr",
+    )
     _common(p)
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("evaluate", help="metrics of a trained model on a dataset split")

@@ -84,6 +84,7 @@ def shipped_pretext(arch: str) -> str:
 
 def stage_config(stage: Stage, preset: Preset, data: str):
     steps = budget(preset, stage.kind, stage.arch)
+    segment = stage.kind == "finetune" and get_task(stage.task).segmentation
     test_at = sorted({max(1, round(f * steps)) for f in PAPER_FRACTIONS}) if stage.kind == "finetune" else []
     return TrainConfig(
         mode=stage.kind,
@@ -96,7 +97,8 @@ def stage_config(stage: Stage, preset: Preset, data: str):
         epochs=preset.epochs or 60,
         batch_size=preset.batch_size,
         image_size=preset.image_size,
-        lr=preset.lr,
+        lr=(preset.segment_lr or preset.lr) if segment else preset.lr,
+        head_lr_scale=preset.head_lr_scale if segment else 1.0,
         seed=stage.seed,
         num_workers=preset.num_workers,
         checkpointing_steps=max(1, steps // 2) if steps else None,

@@ -30,6 +30,8 @@ class Preset:
     ndf: int = 64
     epochs: int | None = None  # paper: epochs instead of steps
     lr: float = 2e-4
+    segment_lr: float | None = None  # segmentation fine-tuning (its head starts new, at the class prior)
+    head_lr_scale: float = 1.0  # the new head's learning rate, in units of the fine-tuning lr
     num_workers: int = 0
     notes: str = ""
     pretrained: str = "pretrain"  # pretrain: pretraining stages in the run; shipped: the zoo's emsim checkpoints

@@ -34,6 +34,7 @@ class TrainConfig:
     batch_size: int = 16
     image_size: int = 256
     lr: float = 2e-4
+    head_lr_scale: float = 1.0  # the learning rate of a newly initialised head, in units of lr
     betas: tuple[float, float] = (0.5, 0.999)
     l1_lambda: float = 100.0
     num_classes: int = 1

@@ -101,10 +101,12 @@ class Trainer:
         if acc.is_main_process:
             run_folder.check_output_dir(self.out, cfg.identity(), cfg.resume_from_checkpoint)
         acc.wait_for_everyone()
-        self.new_keys = getattr(self.generator, "emzoo_new_keys", [])
+        self.new_keys = list(getattr(self.generator, "emzoo_new_keys", []))
         with acc.main_process_first():
             self.data_path = resolve_data(cfg.data, cfg.task, cfg.sim_n, cfg.sim_size, cfg.progress)
         self._build_data()
+        if cfg.mode == "finetune" and self.task.segmentation:
+            self._start_head_at_prior()
         self.discriminator = None
         if cfg.mode == "pretrain":
             chans = self.generator.in_chans + self.generator.num_classes
@@ -131,12 +133,37 @@ class Trainer:
         if cfg.test_at_steps:
             self.test_set = load_dataset(self.data_path, cfg.task, "test", **common)
 
+    def _start_head_at_prior(self, samples: int = 32) -> None:
+        """A segmentation fine-tune starts from a new head whose output is the class prior: small
+        weights, bias at the training masks' class frequencies (RetinaNet's prior init). A pretext
+        head outputs a restored image, a random one an offset of random sign; Adam needs hundreds
+        of steps to undo either, and until then every pixel is foreground (or background)."""
+        n = min(samples, len(self.train_set))
+        targets = [self.train_set[i]["target"] for i in range(n)]
+        classes = max(self.generator.num_classes, 2)
+        counts = sum(torch.bincount(t.long().flatten(), minlength=classes)[:classes].double() for t in targets)
+        self.generator.reset_classifier(self.generator.num_classes)
+        head = self.generator.get_classifier()
+        torch.nn.init.normal_(head.weight, std=0.01)
+        with torch.no_grad():
+            head.bias.copy_(self.task.prior_bias(counts / counts.sum(), self.generator.num_classes))
+        self.new_keys = sorted({*getattr(self.generator, "emzoo_new_keys", []), "head.weight", "head.bias"})
+        _log.info("segmentation head started at the class prior %s", (counts / counts.sum()).tolist())
+
     # ---------------------------------------------------------------- models
     def _prepare(self) -> None:
         cfg, acc = self.cfg, self.accelerator
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.generator.to(memory_format=fmt)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+        fresh = set(self.new_keys)  # a new head learns from nothing: it may take a larger step
+        named = list(self.generator.named_parameters())
+        groups = [
+            {"params": [p for n, p in named if n not in fresh], "lr": cfg.lr},
+            {"params": [p for n, p in named if n in fresh], "lr": cfg.lr * cfg.head_lr_scale},
+        ]
+        opt_g = torch.optim.Adam(
+            [g for g in groups if g["params"]], betas=tuple(cfg.betas), fused=torch.cuda.is_available() and not cfg.cpu
+        )
         train_loader, val_loader = _loader(self.shuffled, cfg, True), _loader(self.val_set, cfg, False)
         self.steps_per_epoch = max(1, len(train_loader) // cfg.gradient_accumulation_steps // acc.num_processes)
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
