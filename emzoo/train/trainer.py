@@ -16,10 +16,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from emzoo.data import load_dataset
 from emzoo.data.pipeline import fingerprint
@@ -29,6 +28,7 @@ from emzoo.tasks import get_task
 from emzoo.train import run_folder
 from emzoo.train.config import TrainConfig, TrainState, build_generator, resolve_data
 from emzoo.train.evaluation import score
+from emzoo.train.loading import EpochShuffled, loader_for
 from emzoo.train.precision import choose_precision
 from emzoo.train.run_folder import CHECKPOINTS, MODEL_DIR, RESULT_FILE, latest_checkpoint
 
@@ -40,39 +40,6 @@ def lsgan_loss(scores: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(scores.float(), torch.full_like(scores.float(), 1.0 if real else 0.0))
 
 
-class EpochShuffled(Dataset):
-    """A dataset seen in a seeded, per-epoch permutation, so every process and every resumed
-    run agrees on the order without relying on sampler internals."""
-
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
-        self.order = np.arange(len(dataset))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        return self.dataset[int(self.order[index])]
-
-
-def _loader(dataset: Dataset, cfg: TrainConfig, train: bool) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        shuffle=False,  # order comes from EpochShuffled
-        drop_last=train,
-        num_workers=cfg.num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )
-
-
-# ------------------------------------------------------------------------------ the run
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         from accelerate import Accelerator
@@ -147,7 +114,13 @@ class Trainer:
         torch.nn.init.normal_(head.weight, std=0.01)
         with torch.no_grad():
             head.bias.copy_(self.task.prior_bias(counts / counts.sum(), self.generator.num_classes))
-        self.new_keys = sorted({*getattr(self.generator, "emzoo_new_keys", []), "head.weight", "head.bias"})
+        keys = [
+            f"{name}.{suffix}"
+            for name, module in self.generator.named_modules()
+            if module is head
+            for suffix in ("weight", "bias")
+        ]
+        self.new_keys = [*dict.fromkeys([*self.new_keys, *keys])]  # in order, once each
         _log.info("segmentation head started at the class prior %s", (counts / counts.sum()).tolist())
 
     # ---------------------------------------------------------------- models
@@ -164,7 +137,7 @@ class Trainer:
         opt_g = torch.optim.Adam(
             [g for g in groups if g["params"]], betas=tuple(cfg.betas), fused=torch.cuda.is_available() and not cfg.cpu
         )
-        train_loader, val_loader = _loader(self.shuffled, cfg, True), _loader(self.val_set, cfg, False)
+        train_loader, val_loader = loader_for(self.shuffled, cfg, True), loader_for(self.val_set, cfg, False)
         self.steps_per_epoch = max(1, len(train_loader) // cfg.gradient_accumulation_steps // acc.num_processes)
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
         if self.discriminator is not None:
@@ -177,7 +150,7 @@ class Trainer:
                 self.generator, opt_g, train_loader, val_loader
             )
             self.d = self.opt_d = None
-        self.test_loader = acc.prepare_data_loader(_loader(self.test_set, cfg, False)) if self.test_set else None
+        self.test_loader = acc.prepare_data_loader(loader_for(self.test_set, cfg, False)) if self.test_set else None
         use_compile = cfg.compile == "on" or (cfg.compile == "auto" and self.total_steps >= 500)
         self.forward_g = torch.compile(self.g) if use_compile else self.g
         self.forward_d = torch.compile(self.d) if use_compile and self.d is not None else self.d
@@ -394,7 +367,7 @@ class Trainer:
         best = load(self.out / MODEL_DIR, verify=False).to(acc.device)
         best.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
         if test_set is not None:
-            test_loader = acc.prepare_data_loader(_loader(test_set, cfg, False))
+            test_loader = acc.prepare_data_loader(loader_for(test_set, cfg, False))
             test_metrics = self.evaluate(test_loader, best)
         dataset_name = f"{Path(str(self.data_path)).name} ({self.train_set.layout})"
         card_metrics = [
