@@ -56,17 +56,8 @@ def _outputs_for(stem: Path, task, args) -> list[Path]:
     return paths
 
 
-def _cmd_predict(args) -> None:
-    from tqdm.auto import tqdm
-
-    from emzoo import io
-    from emzoo.fsutil import atomic_write_text
-    from emzoo.hub import load
-    from emzoo.inference.devices import check_device
-    from emzoo.inference.particles import write_csv, write_histogram
-    from emzoo.inference.predictor import Predictor, output_pixel_size
-
-    files = _inputs(args.inputs)
+def _checked_output_dir(args, files: list[tuple[Path, Path]]) -> Path:
+    """The output folder, refused when it is a file or the inputs' own folder."""
     out = Path(args.output_dir).resolve()
     if out.exists() and not out.is_dir():
         raise EmzooError(f"--output-dir {out}: is a file; expected a folder")
@@ -79,6 +70,61 @@ def _cmd_predict(args) -> None:
         value = getattr(args, name)
         if value is not None and not 0 < value < float("inf"):
             raise ConfigError(f"--{name.replace('_', '-')} {value}: expected a positive number")
+    return out
+
+
+def _check_nothing_foreign(plan: list[tuple[Path, Path]], out: Path, ours: set[str], task, args) -> None:
+    """Never replace a file emzoo did not write here, unless asked to."""
+    for _, stem in plan:
+        for target in _outputs_for(stem, task, args):
+            if target.exists() and str(target.relative_to(out)) not in ours and not args.overwrite:
+                raise EmzooError(
+                    f"{target}: exists and was not written by emzoo predict; pass --overwrite or "
+                    "choose another --output-dir (nothing was changed)"
+                )
+
+
+def _predict_file(predictor, path: Path, args) -> tuple[np.ndarray, list[np.ndarray], float | None]:
+    """One file's result (a stack: every frame, stacked again), its frames' results, its pixel size."""
+    from emzoo import io
+
+    image, meta = io.read(path, frames=args.frames)
+    frames = image if image.ndim == 3 else image[None]
+    for k, frame in enumerate(frames):
+        io.check_image(frame, f"{path} (frame {k})" if image.ndim == 3 else path)
+    source_pixel = args.pixel_size or meta.get("pixel_size_nm")
+    results = [predictor(frame, source_pixel) for frame in frames]
+    return (np.stack(results) if image.ndim == 3 else results[0]), results, source_pixel
+
+
+def _write_outputs(stem: Path, targets: list[Path], result, results, pixel, path: Path, args, task) -> dict | None:
+    """The result TIFF (pixel size kept), the PNG preview, and for segmentation the particle
+    table and size histogram; returns the particle summary."""
+    from emzoo import io
+    from emzoo.inference.particles import write_csv, write_histogram
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    io.write(targets[0], result, {"pixel_size_nm": pixel})
+    if args.png:
+        io.write(targets[1], results[0])  # a stack's preview: its first frame
+    if not task.analyses_particles(args.output):  # logits are not probabilities
+        return None
+    rows, summary = _particles(results, pixel, args)
+    write_csv(stem.with_name(stem.name + "_particles.csv"), rows, pixel)
+    write_histogram(stem.with_name(stem.name + "_sizes.png"), rows, pixel, title=path.name)
+    return summary
+
+
+def _cmd_predict(args) -> None:
+    from tqdm.auto import tqdm
+
+    from emzoo.fsutil import atomic_write_text
+    from emzoo.hub import load
+    from emzoo.inference.devices import check_device
+    from emzoo.inference.predictor import Predictor, output_pixel_size
+
+    files = _inputs(args.inputs)
+    out = _checked_output_dir(args, files)
     model = load(args.model, device=check_device(args.device))
     predictor = Predictor(
         model,
@@ -97,45 +143,25 @@ def _cmd_predict(args) -> None:
     manifest_path = out / MANIFEST
     ours = set(json.loads(manifest_path.read_text())) if manifest_path.is_file() else set()
     plan = [(path, out / stem) for path, stem in files]
-    for _, stem in plan:  # never replace a file emzoo did not write here, unless asked to
-        for target in _outputs_for(stem, task, args):
-            rel = str(target.relative_to(out))
-            if target.exists() and rel not in ours and not args.overwrite:
-                raise EmzooError(
-                    f"{target}: exists and was not written by emzoo predict; pass --overwrite or "
-                    "choose another --output-dir (nothing was changed)"
-                )
-    skipped, written, done_before = [], 0, 0
-    summaries: dict[str, dict] = {}
+    _check_nothing_foreign(plan, out, ours, task, args)
+    skipped, written, done_before, summaries = [], 0, 0, {}
     for path, stem in tqdm(plan, desc="predict", unit="img", disable=args.quiet):
         targets = _outputs_for(stem, task, args)
         if not args.overwrite and all(str(t.relative_to(out)) in ours and t.is_file() for t in targets):
             done_before += 1  # finished by an earlier, interrupted run
             continue
-        for tmp in stem.parent.glob(f".{glob.escape(stem.name[:64])}.*"):  # temp files an interrupted run left behind
+        for tmp in stem.parent.glob(f".{glob.escape(stem.name[:64])}.*"):  # what an interrupted run left
             tmp.unlink(missing_ok=True)
         try:
-            image, meta = io.read(path, frames=args.frames)
-            frames = image if image.ndim == 3 else image[None]  # a stack: every frame, written back as one
-            for k, frame in enumerate(frames):
-                io.check_image(frame, f"{path} (frame {k})" if image.ndim == 3 else path)
-            source_pixel = args.pixel_size or meta.get("pixel_size_nm")
-            results = [predictor(frame, source_pixel) for frame in frames]
-            result = np.stack(results) if image.ndim == 3 else results[0]
+            result, results, source_pixel = _predict_file(predictor, path, args)
         except EmzooError as e:
             if not args.skip_bad:
                 raise
             skipped.append(str(e))
             continue
-        stem.parent.mkdir(parents=True, exist_ok=True)
         pixel = output_pixel_size(task, source_pixel)
-        io.write(targets[0], result, {"pixel_size_nm": pixel})
-        if args.png:
-            io.write(targets[1], results[0])  # a stack's preview: its first frame
-        if task.analyses_particles(args.output):  # logits are not probabilities
-            rows, summary = _particles(results, pixel, args)
-            write_csv(stem.with_name(stem.name + "_particles.csv"), rows, pixel)
-            write_histogram(stem.with_name(stem.name + "_sizes.png"), rows, pixel, title=path.name)
+        summary = _write_outputs(stem, targets, result, results, pixel, path, args, task)
+        if summary is not None:
             summaries[str(stem.relative_to(out))] = summary
         ours.update(str(t.relative_to(out)) for t in targets)
         atomic_write_text(manifest_path, json.dumps(sorted(ours)))
@@ -146,7 +172,7 @@ def _cmd_predict(args) -> None:
         atomic_write_text(out / "particles_summary.json", json.dumps(summaries, indent=2))
         report["particles"] = summaries
     if skipped:
-        (out / "skipped.json").write_text(json.dumps(skipped, indent=2))
+        atomic_write_text(out / "skipped.json", json.dumps(skipped, indent=2))
     print(json.dumps(report, indent=2))
 
 
