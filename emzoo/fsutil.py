@@ -40,10 +40,15 @@ def new_folder(out: str | Path, flag: str = "--out", *, replace: bool = False) -
     succeeds. ``out`` must not exist or be empty (nothing is ever overwritten) unless ``replace``,
     which swaps a previous ``out`` for the new one whole."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EmzooError(f"{flag} {out}: is a file; expected a new folder (nothing was overwritten)")
     if not replace and out.exists() and any(out.iterdir()):
         raise EmzooError(f"{flag} {out}: exists and is not empty; choose a new folder (nothing was overwritten)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", dir=out.parent))
+    except OSError as e:
+        raise EmzooError(f"{flag} {out}: cannot create it ({e.strerror})") from None
     try:
         yield tmp
         old = out.with_name(f".{out.name}.old")

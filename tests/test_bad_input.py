@@ -270,3 +270,14 @@ def test_a_folder_builds_its_engine_once(tmp_path, capsys, denoiser, monkeypatch
     code, err = _cli(capsys, "predict", tmp_path / "in", "--model", denoiser, "--output-dir", tmp_path / "o")
     assert code == 0, err
     assert len(calls) == 1
+
+
+def test_export_into_a_file_is_one_line(tmp_path, capsys, denoiser):
+    (tmp_path / "taken").write_text("mine")
+    code, err = _cli(capsys, "export", "--model", denoiser, "--format", "torchscript", "--out", tmp_path / "taken")
+    _one_line_error(code, err, "is a file; expected a new folder")
+    assert (tmp_path / "taken").read_text() == "mine"
+    code, err = _cli(
+        capsys, "predict", denoiser / "README.md", "--model", denoiser, "--output-dir", tmp_path / "taken" / "o"
+    )
+    _one_line_error(code, err, "--output-dir")

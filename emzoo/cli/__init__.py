@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `emzoo list | head`
         sys.stderr.close()
         return 0
+    except OSError as e:  # the file system said no (permissions, a full disk, a file where a folder goes)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"emzoo: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("emzoo: interrupted", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import torch
 from torch import nn
 
 HRNET_MARGIN = 64  # pixels; HRNet's field spans the whole tile, this keeps seams invisible
@@ -45,8 +46,16 @@ def default_tile(model: nn.Module, margin: int, length: int | None = None) -> in
 
 
 def pixel_budget(model: nn.Module) -> int:
-    """Pixels one forward pass may take, so memory stays bounded whatever the image size."""
-    return TILE_BATCH_PIXELS if getattr(model, "receptive_field", None) else HRNET_BATCH_PIXELS
+    """Pixels one forward pass may take, so memory stays bounded whatever the image size. On a
+    GPU, half its free memory at the measured activation cost per pixel: whole images stay
+    whole where they fit (no tiles, no recomputed margins)."""
+    cpu_budget = TILE_BATCH_PIXELS if getattr(model, "receptive_field", None) else HRNET_BATCH_PIXELS
+    param = next(model.parameters(), None)
+    if param is None or param.device.type != "cuda":
+        return cpu_budget
+    free, _ = torch.cuda.mem_get_info(param.device)
+    bytes_per_pixel = 200 if getattr(model, "receptive_field", None) else 1200  # ~0.2 GB/MP for the U-Nets
+    return max(cpu_budget, int(0.5 * free / bytes_per_pixel))
 
 
 def default_batch(model: nn.Module, tile: int) -> int:
