@@ -82,6 +82,15 @@ def shipped_pretext(arch: str) -> str:
     raise ConfigError(f"{arch}: no shipped pretext checkpoint; run with --pretrain")
 
 
+def learning_rate(stage: Stage, preset: Preset, segment: bool) -> float:
+    """Pretraining at the preset's (the paper's) rate; fine-tuning at its own, by task and network."""
+    if stage.kind == "pretrain":
+        return preset.lr
+    if segment:
+        return preset.segment_lr or preset.lr
+    return dict(preset.arch_finetune_lr).get(stage.arch, preset.finetune_lr or preset.lr)
+
+
 def stage_config(stage: Stage, preset: Preset, data: str):
     steps = budget(preset, stage.kind, stage.arch)
     segment = stage.kind == "finetune" and get_task(stage.task).segmentation
@@ -97,7 +106,7 @@ def stage_config(stage: Stage, preset: Preset, data: str):
         epochs=preset.epochs or 60,
         batch_size=preset.batch_size,
         image_size=preset.image_size,
-        lr=(preset.segment_lr or preset.lr) if segment else preset.lr,
+        lr=learning_rate(stage, preset, segment),
         head_lr_scale=preset.head_lr_scale if segment else 1.0,
         seed=stage.seed,
         num_workers=preset.num_workers,

@@ -198,6 +198,20 @@ def targets(preset: Preset, rows: list[dict]) -> list[str]:
     return lines
 
 
+def _settings_text(preset: Preset) -> str:
+    """Where the preset departs from one step budget and one learning rate for everything."""
+    parts = [f"{arch_label(a)}: {n} fine-tuning steps" for a, n in preset.arch_steps]
+    if preset.finetune_lr:
+        rates = [f"{preset.finetune_lr:g}"] + [f"{arch_label(a)} {lr:g}" for a, lr in preset.arch_finetune_lr]
+        parts.append(f"Adam lr {preset.lr:g} for pretraining, {', '.join(rates)} for restoration fine-tuning")
+    if preset.segment_lr:
+        parts.append(
+            f"segmentation at lr {preset.segment_lr:g} with a new head started at the class prior "
+            f"(learning at {preset.head_lr_scale:g}x)"
+        )
+    return "; " + "; ".join(parts) if parts else ""
+
+
 def write_report(
     preset: Preset, seeds: list[int], stages: list[Stage], results: dict, out: Path, baselines: dict | None = None
 ) -> dict:
@@ -215,8 +229,8 @@ def write_report(
         f"{preset.notes} Seeds: {', '.join(map(str, seeds))}. Budget: {preset.pretrain_steps or preset.epochs} "
         f"pretraining and {preset.finetune_steps or preset.epochs} fine-tuning "
         f"{'steps' if preset.pretrain_steps else 'epochs'} per model, batch {preset.batch_size}, "
-        f"{preset.image_size}^2 crops. Test-split metrics at the paper's checkpoints (5, 30, 60 of 60 epochs) "
-        "scaled to the budget. Every number below was measured by this run (`results.csv`).",
+        f"{preset.image_size}^2 crops{_settings_text(preset)}. Test-split metrics at the paper's checkpoints "
+        "(5, 30, 60 of 60 epochs) scaled to the budget. Every number below was measured by this run (`results.csv`).",
         "",
         "## Verdict",
         "",
