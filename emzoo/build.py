@@ -92,6 +92,7 @@ def train_config(entry: ZooEntry, corpus: Path, run_dir: Path, base_folder: Path
         betas=recipe.betas,
         l1_lambda=recipe.l1_lambda or 100.0,
         ndf=recipe.ndf,
+        prior_head=recipe.prior_head,
         seed=0,
         checkpointing_steps=100,
         resume_from_checkpoint="latest" if latest_checkpoint(run_dir) else None,

@@ -255,3 +255,27 @@ def test_bad_runs_stop_early_with_one_line(tmp_path, tem_data, seg_data):
     assert proc.stderr.strip().splitlines() == [
         "emzoo: error: unknown model 'nope-model' (see `emzoo list`; folders and hf-hub:ORG/NAME work too)"
     ]
+
+
+def test_a_segmentation_head_starts_at_the_class_prior(tmp_path, seg_data):
+    """A kept head (pretext output, or a random offset of random sign) is what left U-Net 2/44 at
+    all-foreground: the new head's output is the training masks' log-odds, whatever the init."""
+    import math
+
+    trainer = Trainer(cfg(tmp_path, seg_data, mode="finetune", model="random:emzoo_unet_2_44", task="segment"))
+    head = trainer.generator.get_classifier()
+    masks = [trainer.train_set[i]["target"] for i in range(min(32, len(trainer.train_set)))]
+    fraction = float(torch.cat([m.flatten() for m in masks]).mean())
+    assert head.bias.item() == pytest.approx(math.log(fraction / (1 - fraction)), abs=1e-4)
+    assert head.weight.abs().max() < 0.05 and trainer.new_keys == ["head.weight", "head.bias"]
+    kept = Trainer(
+        cfg(
+            tmp_path / "kept",
+            seg_data,
+            mode="finetune",
+            model="random:emzoo_unet_2_44",
+            task="segment",
+            prior_head=False,
+        )
+    )
+    assert kept.new_keys == [] and abs(kept.generator.get_classifier().bias.item() - head.bias.item()) > 1e-3

@@ -35,6 +35,7 @@ class TrainConfig:
     image_size: int = 256
     lr: float = 2e-4
     head_lr_scale: float = 1.0  # the learning rate of a newly initialised head, in units of lr
+    prior_head: bool = True  # segmentation fine-tunes start a new head at the class prior
     betas: tuple[float, float] = (0.5, 0.999)
     l1_lambda: float = 100.0
     num_classes: int = 1

@@ -72,7 +72,7 @@ class Trainer:
         with acc.main_process_first():
             self.data_path = resolve_data(cfg.data, cfg.task, cfg.sim_n, cfg.sim_size, cfg.progress)
         self._build_data()
-        if cfg.mode == "finetune" and self.task.segmentation:
+        if cfg.mode == "finetune" and self.task.segmentation and cfg.prior_head:
             self._start_head_at_prior()
         self.discriminator = None
         if cfg.mode == "pretrain":

@@ -54,6 +54,7 @@ class Recipe:
     notes: str = ""
     max_steps: int | None = None  # a step budget instead of epochs (the shipped CPU builds)
     ndf: int = 64  # PatchGAN width
+    prior_head: bool = True  # segmentation: a new head at the class prior (False: keep the pretext head)
     subset: str | None = None  # the corpus folder it trains on (emzoo data corpus)
     corpus: tuple[tuple[str, object], ...] = (("version", 1),)  # default_corpus parameters
     modality: str = "EM"
@@ -122,8 +123,8 @@ SEG_AUGMENTATION = ("random-crop", "noise", "flip", "rot90", "resize")
 def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs) -> Recipe:
     """A recipe of the shipped CPU build: batch 8 of 128^2 crops, a step budget."""
     settings = dict(epochs=1, batch_size=8, image_size=128, max_steps=2000, loss="L1 + L2")
-    if get_task(task).segmentation:
-        settings.update(loss="binary cross-entropy", augmentation=SEG_AUGMENTATION)
+    if get_task(task).segmentation:  # built before the prior head existed: they kept the pretext head
+        settings.update(loss="binary cross-entropy", augmentation=SEG_AUGMENTATION, prior_head=False)
     settings.update(kwargs)
     return Recipe(name=name, task=task, data=EMSIM_DATA + data, subset=subset, modality=modality, **settings)
 
