@@ -189,9 +189,7 @@ def read(
         )
     if array.ndim == 3 and frames == "mean":
         array = array.mean(axis=0, dtype=np.float64)
-    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
-    big = finite.size and float(np.abs(finite).max()) > FLOAT32_MAX
-    array = np.ascontiguousarray(array, dtype=np.float64 if big else np.float32)
+    array = np.ascontiguousarray(array, dtype=np.float64 if _beyond_float32(array) else np.float32)
     meta.update(shape=tuple(array.shape), format=fmt, path=str(path), frames=n_frames)
     return array, meta
 
@@ -207,6 +205,10 @@ def check_image(array: np.ndarray, name: str | Path) -> None:
 
 # ------------------------------------------------------------------------------------- write
 def _beyond_float32(array: np.ndarray) -> bool:
+    """Whether casting to float32 would overflow: only floats wider than 32 bits can (integers
+    and float16/32 always fit), so other arrays cost no pass over the pixels."""
+    if array.dtype.kind != "f" or array.dtype.itemsize <= 4:
+        return False
     finite = array[np.isfinite(array)]
     return bool(finite.size) and float(np.abs(finite).max()) > FLOAT32_MAX
 
@@ -229,7 +231,7 @@ def write(path: str | Path, array: np.ndarray, meta: dict | None = None, *, dtyp
     if fmt == "tiff":
         import tifffile
 
-        keep = array.dtype in (np.uint8, np.uint16) or (array.dtype == np.float64 and _beyond_float32(array))
+        keep = array.dtype in (np.uint8, np.uint16) or _beyond_float32(array)
         data = array.astype(dtype or (array.dtype if keep else np.float32))
         pixel = meta.get("pixel_size_nm")
         kwargs: dict[str, Any] = {"imagej": data.dtype != np.float64, "metadata": {"unit": "nm"} if pixel else {}}

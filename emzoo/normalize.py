@@ -27,7 +27,8 @@ def remove_outliers(image: np.ndarray, threshold: float = 5.0, size: int = 3) ->
 
 
 def standardize_params(image: np.ndarray) -> tuple[float, float]:
-    peak = float(np.abs(image).max()) if image.dtype.kind == "f" else 0.0
+    # only float64 (or wider) can hold values whose squares overflow: no extra pass for other images
+    peak = float(np.abs(image).max()) if image.dtype.kind == "f" and image.dtype.itemsize > 4 else 0.0
     if peak > 1e150:  # squares of such values overflow even float64: measure in units of the peak
         scaled = image / peak
         return float(scaled.mean()) * peak, float(scaled.std()) * peak or 1.0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import expit, softmax
 
 from emzoo.errors import ConfigError
 from emzoo.normalize import undo_params
@@ -32,11 +33,6 @@ class Task:
     def selection(self) -> tuple[str, bool]:
         """The validation metric that picks the best checkpoint, and whether larger is better."""
         return ("dice", True) if self.segmentation else ("l1", False)
-
-    @property
-    def trivial_baselines(self) -> tuple[str, ...]:
-        """What a network that learned nothing scores: all-foreground/background or the identity."""
-        return ("all-foreground", "all-background") if self.segmentation else ("identity",)
 
     def is_better(self, value: float, best: float | None) -> bool:
         return best is None or (value > best if self.selection[1] else value < best)
@@ -104,8 +100,6 @@ class Task:
     def finish(self, result: np.ndarray, output: str, params: tuple[float, float]) -> np.ndarray:
         """The network's raw (C, H, W) result as the user asked for it: logits, probabilities
         (sigmoid or softmax), a mask, or the restored image back in the input's units."""
-        from scipy.special import expit, softmax
-
         if output == "logits":
             return result if result.shape[0] > 1 else result[0]
         if self.segmentation:

@@ -35,7 +35,6 @@ SIM_VERSION = 2  # 2: deterministic FFTs (the same seed gives the same bytes in 
 ABTEM_CONFIG = {"fft": "numpy"}
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 TEM_FOLDERS = ("image", "noNoise", "noBackgroundnoNoise", "noNoiseNoBackgroundSuperresolution")
-SIM_TASKS = TASK_NAMES
 
 
 # ------------------------------------------------------------------------ HRTEM Au on carbon
@@ -320,7 +319,7 @@ def simulate_dataset(task: str, out: str | Path, n: int = 24, size: int = 256, s
     """Write a simulated dataset for ``task`` into ``out`` (atomically: it appears complete or
     not at all) and return its path."""
     if task not in WRITERS:
-        raise ConfigError(f"task {task!r}: expected one of {', '.join(SIM_TASKS)}")
+        raise ConfigError(f"task {task!r}: expected one of {', '.join(TASK_NAMES)}")
     if size < 32 or size % 2:
         raise ConfigError(f"size {size}: expected an even size of at least 32 pixels")
     rng = np.random.default_rng(seed)

@@ -161,9 +161,9 @@ def _read_weights(folder: Path, config: dict) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}")
     meta = config.get("emzoo") or {}
     try:
-        with safe_open(weights, "pt") as f:
+        with safe_open(weights, "pt") as f:  # one read: the task it was saved for, and the tensors
             claimed = (f.metadata() or {}).get("emzoo_task")
-        state = load_file(weights)
+            state = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({e}); download it again") from None
     if claimed and claimed != get_task(meta.get("task")).name:
