@@ -1,6 +1,12 @@
 """`emzoo zoo build`: train every shipped checkpoint from the simulated corpus with emzoo's own
 Trainer, pretext checkpoints first, then the fine-tunes from them.
 
+A warm start (``emzoo zoo build NAME --warm-start``) continues from the checkpoint's shipped
+weights on its recipe's current corpus, and replaces the folder only when the held-out test metric
+improves over the shipped weights scored on the same split; the folder's ``train_cost`` sums the
+steps and wall time of every run that made it, and ``docs/zoo_build_log.jsonl`` records every run,
+kept or not. Budgets add up across sessions this way.
+
 Resumable per checkpoint (a finished checkpoint, pinned in ``shipped.json``, is not retrained) and
 within one (its run folder keeps Accelerate checkpoints, resumed with ``latest``). Each finished
 folder is what ``emzoo publish`` uploads: config.json, model.safetensors (float16 for the large
@@ -16,6 +22,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from emzoo.data.corpus import SEGMENT_GROUP, default_corpus, records
@@ -25,9 +32,10 @@ from emzoo.hub import CONFIG_NAME, load, provenance_cfg, save_pretrained
 from emzoo.hub.publish import write_cards
 from emzoo.tasks import get_task
 from emzoo.train.config import TrainConfig
+from emzoo.train.evaluation import evaluate_model
 from emzoo.train.run_folder import latest_checkpoint
 from emzoo.train.trainer import Trainer
-from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, ZOO, ZooEntry, pinned_sha256
+from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, WARM_STEPS, ZOO, ZooEntry, pinned_sha256
 
 FLOAT16_ABOVE = 1_000_000  # parameters: larger networks ship in float16 (the 64 MB budget)
 
@@ -63,60 +71,139 @@ def corpus_for(recipe) -> Path:
     return default_corpus(**dict(recipe.corpus))
 
 
-def _pixel_range(corpus: Path, subset: str) -> tuple[list[float], str]:
-    """The pixel sizes (nm/px) of a corpus subset's training split, and its modalities."""
+BUILD_LOG = Path(__file__).resolve().parent.parent / "docs" / "zoo_build_log.jsonl"
+RESIZE_AUGMENTATION = (0.8, 1.25)  # data.transforms.random_rescale's range: the sizes a network saw
+
+
+def _train_rows(corpus: Path, subset: str) -> list[dict]:
     rows = records(corpus, split="train")
     if subset.startswith("segment/"):
         group = subset.split("/", 1)[1]
         rows = [r for r in rows if SEGMENT_GROUP.get(r["modality"]) == group]
+    return rows
+
+
+def _pixel_range(corpus: Path, subset: str) -> tuple[list[float], str]:
+    """The pixel sizes (nm/px) of a corpus subset's training split, and its modalities."""
+    rows = _train_rows(corpus, subset)
     sizes = [r["pixel_size_nm"] for r in rows]
     modalities = sorted({r["modality"] for r in rows})
     return [round(min(sizes), 5), round(max(sizes), 5)], ", ".join(modalities)
 
 
-def train_config(entry: ZooEntry, corpus: Path, run_dir: Path, base_folder: Path | None):
+def particle_px_range(corpus: Path, subset: str, crop: int) -> list[float] | None:
+    """Particle diameters (px) a segmentation network was trained on: the 5th-95th percentiles of
+    the training particles as seen, widened by the resize augmentation, at most half the crop
+    (a larger particle is never seen whole). ``predict(scale="auto")`` aims for this range."""
+    diameters = [
+        p["seen_diameter_nm"] / r["pixel_size_nm"]
+        for r in _train_rows(corpus, subset)
+        for p in r.get("particles", [])
+        if p.get("seen_diameter_nm")
+    ]
+    if len(diameters) < 10:
+        return None
+    lo, hi = np.percentile(diameters, [5, 95])
+    lo, hi = lo * RESIZE_AUGMENTATION[0], min(hi * RESIZE_AUGMENTATION[1], crop / 2)
+    return [round(float(max(lo, 3.0)), 1), round(float(max(hi, 2 * lo)), 1)]
+
+
+def train_config(
+    entry: ZooEntry,
+    corpus: Path,
+    run_dir: Path,
+    base_folder: Path | None,
+    steps: int | None = None,
+    warm: bool = False,
+    progress: bool = True,
+) -> TrainConfig:
     recipe = RECIPES[entry.recipe]
-    pretext = get_task(entry.task).pretext
-    return TrainConfig(
-        mode="pretrain" if pretext else "finetune",
+    return TrainConfig.from_recipe(
+        entry.name,
         data=str(corpus / recipe.subset),
         output_dir=str(run_dir),
-        task=entry.task,
-        arch=entry.arch if pretext else None,
         model=str(base_folder) if base_folder else None,
-        recipe=recipe.name,
-        max_steps=entry.max_steps or recipe.max_steps,
-        batch_size=recipe.batch_size,
-        image_size=recipe.image_size,
-        lr=recipe.lr,
-        betas=recipe.betas,
-        l1_lambda=recipe.l1_lambda or 100.0,
-        ndf=recipe.ndf,
-        prior_head=recipe.prior_head,
+        max_steps=steps,
+        prior_head=recipe.prior_head and not warm,  # a warm start keeps its trained head
         seed=0,
         checkpointing_steps=100,
         resume_from_checkpoint="latest" if latest_checkpoint(run_dir) else None,
         compile="off",  # on a CPU, compiling costs more of these short budgets than it saves
         mixed_precision="no",  # the shipped weights were built in float32; a rebuild reproduces them
         keep_checkpoints=False,
-        extra={"zoo_name": entry.name},
+        progress=progress,
     )
 
 
-def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
-    """Train one checkpoint (resuming its run) and write its shipped folder."""
+def _held_out(folder: Path, entry: ZooEntry, corpus: Path) -> dict[str, float]:
+    """A folder's test metrics on the recipe's corpus, scored as the Trainer scores its best model."""
+    recipe = RECIPES[entry.recipe]
+    metrics = evaluate_model(
+        str(folder),
+        str(corpus / recipe.subset),
+        split="test",
+        image_size=recipe.image_size,
+        batch_size=recipe.batch_size,
+    )
+    return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+
+def _log_run(record: dict) -> None:
+    BUILD_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with open(BUILD_LOG, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def build_one(
+    entry: ZooEntry,
+    runs: Path,
+    out: Path = SHIPPED_DIR,
+    warm: bool = False,
+    steps: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train one checkpoint (resuming its run) and write its shipped folder. ``warm``: continue
+    from the shipped weights and keep the result only if its held-out metric beats theirs."""
     recipe = RECIPES[entry.recipe]
     corpus = corpus_for(recipe)
+    task = get_task(entry.task)
     base_folder = None
-    if entry.base_model:
+    previous_cost: dict = {}
+    if warm:
+        base_folder = out / entry.name
+        if not (base_folder / "model.safetensors").is_file():
+            raise EmzooError(f"{entry.name}: not built yet; a warm start continues from shipped weights")
+        previous_cost = load(base_folder).emzoo_cfg.get("train_cost") or {}
+        steps = steps or WARM_STEPS["hrnet" if entry.arch.startswith("emzoo_hrnet") else "unet"]
+    elif entry.base_model:
         base_folder = out / entry.base_model
         if not (base_folder / "model.safetensors").is_file():
             raise EmzooError(f"{entry.name}: its pretext checkpoint {entry.base_model} is not built yet")
-    run_dir = runs / entry.name
+    runs_before = len(previous_cost.get("runs", [])) or (1 if previous_cost else 0)
+    run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
     start = time.perf_counter()
-    result = Trainer(train_config(entry, corpus, run_dir, base_folder)).train()
+    result = Trainer(train_config(entry, corpus, run_dir, base_folder, steps, warm, progress)).train()
     wall = time.perf_counter() - start
     machine = hardware()
+    metric = task.selection[0]
+    record = {
+        "name": entry.name,
+        "run": run_dir.name,
+        "warm": warm,
+        "steps": result["steps"],
+        "wall_seconds": round(wall, 1),
+    }
+    record["test"] = result["test"]
+    if warm:
+        shipped = _held_out(base_folder, entry, corpus)
+        record["shipped_test"] = shipped
+        better = metric in result["test"] and task.is_better(result["test"][metric], shipped.get(metric))
+        record["kept"] = bool(better)
+        _log_run(record)
+        if not better:
+            return {"name": entry.name, "kept": False, "test": result["test"], "shipped_test": shipped}
+    else:
+        _log_run(record)
     model = load(run_dir / "model", verify=False)
     model.emzoo_cfg.pop("source", None)
     pixel_range, modalities = _pixel_range(corpus, recipe.subset)
@@ -143,9 +230,11 @@ def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
         metrics_source="emzoo zoo build (held-out corpus test split, other seeds than training)",
         pixel_size_nm=pixel_range,
         modality=modalities,
-        train_cost={"wall_seconds": round(wall, 1), "steps": result["steps"], **machine},
+        particle_px=particle_px_range(corpus, recipe.subset, recipe.image_size) if task.segmentation else None,
+        train_cost=_summed_cost(previous_cost, run_dir.name, wall, result["steps"], machine),
         train_summary=(
-            f"`emzoo zoo build`: {result['steps']} steps of batch {recipe.batch_size} at {recipe.image_size}^2 "
+            (f"`emzoo zoo build --warm-start` (run {runs_before + 1}): " if warm else "`emzoo zoo build`: ")
+            + f"{result['steps']} steps of batch {recipe.batch_size} at {recipe.image_size}^2 "
             f"(best validation at step {result['best_val'].get('step')}) "
             f"on the corpus' {recipe.subset} folder"
             + (f", from {entry.base_model}" if entry.base_model else "")
@@ -154,7 +243,26 @@ def build_one(entry: ZooEntry, runs: Path, out: Path = SHIPPED_DIR) -> dict:
             + "."
         ),
     )
-    return {"name": entry.name, "sha256": sha256_file(out / entry.name / "model.safetensors"), "wall_seconds": wall}
+    return {
+        "name": entry.name,
+        "sha256": sha256_file(out / entry.name / "model.safetensors"),
+        "wall_seconds": wall,
+        **({"kept": True, "test": result["test"], "shipped_test": record["shipped_test"]} if warm else {}),
+    }
+
+
+def _summed_cost(previous: dict, run: str, wall: float, steps: int, machine: dict) -> dict:
+    """This run added to the runs that made the checkpoint before (a first build has none)."""
+    runs = list(previous.get("runs", []))
+    if previous and not runs:  # built before runs were recorded: its single build is run 1
+        runs = [{"run": "build", "steps": previous.get("steps"), "wall_seconds": previous.get("wall_seconds")}]
+    runs.append({"run": run, "steps": steps, "wall_seconds": round(wall, 1)})
+    return {
+        "wall_seconds": round(sum(r["wall_seconds"] or 0 for r in runs), 1),
+        "steps": sum(r["steps"] or 0 for r in runs),
+        "runs": runs,
+        **machine,
+    }
 
 
 def _pin(name: str, sha256: str) -> None:
@@ -179,8 +287,15 @@ def refresh_config(entry: ZooEntry, out: Path = SHIPPED_DIR) -> None:
         atomic_write_text(path, json.dumps(fixed, indent=2))
 
 
-def build(names: list[str] | None = None, runs: str | Path | None = None, progress: bool = True) -> list[dict]:
-    """Build the shipped checkpoints (all, or ``names``), skipping the finished ones."""
+def build(
+    names: list[str] | None = None,
+    runs: str | Path | None = None,
+    progress: bool = True,
+    warm_start: bool = False,
+    steps: int | None = None,
+) -> list[dict]:
+    """Build the shipped checkpoints (all, or ``names``), skipping the finished ones; with
+    ``warm_start``, continue each (built) one from its shipped weights for ``steps`` more."""
     from tqdm.auto import tqdm
 
     entries = shipped_entries()
@@ -192,11 +307,18 @@ def build(names: list[str] | None = None, runs: str | Path | None = None, progre
     runs = Path(runs) if runs else cache_root() / "zoo-build"
     done = []
     for entry in tqdm(entries, desc="zoo build", unit="ckpt", disable=not progress):
+        if warm_start:
+            record = build_one(entry, runs, warm=True, steps=steps, progress=progress)
+            if record.get("kept"):
+                _pin(record["name"], record["sha256"])
+                refresh_config(entry)
+            done.append(record)
+            continue
         if is_built(entry):
             refresh_config(entry)
             done.append({"name": entry.name, "skipped": True})
             continue
-        record = build_one(entry, runs)
+        record = build_one(entry, runs, progress=progress)
         _pin(record["name"], record["sha256"])
         refresh_config(entry)
         done.append(record)

@@ -13,6 +13,12 @@ from pathlib import Path
 from emzoo.errors import EmzooError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write_fn) -> Path:
     """Write one file through ``write_fn(tmp_path)`` into a hidden sibling, then rename it into
     place: readers see the old file or the new one, never half of one."""
@@ -23,6 +29,7 @@ def atomic_write(path: str | Path, write_fn) -> Path:
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from colleagues
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -47,6 +54,7 @@ def new_folder(out: str | Path, flag: str = "--out", *, replace: bool = False) -
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", dir=out.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 likewise
     except OSError as e:
         raise EmzooError(f"{flag} {out}: cannot create it ({e.strerror})") from None
     try:

@@ -28,6 +28,7 @@ class Task:
     output_scale: int = 1  # output pixels per input pixel (the input is upsampled bicubic first)
     example: str = "hrtem_au_nanoparticles.tif"  # the bundled image that shows it best
     pipeline_tag: str = "image-to-image"  # the Hub's
+    target_folder: str | None = None  # restoration: its target folder in TEMImageNet's layout
 
     @property
     def selection(self) -> tuple[str, bool]:
@@ -135,7 +136,14 @@ TASKS: dict[str, Task] = {
             package_output="particle probability (sigmoid of the network's logits)",
             pipeline_tag="image-segmentation",
         ),
-        Task("denoise", False, "Denoising of EM images.", "the denoised image, same size", example=_STEM),
+        Task(
+            "denoise",
+            False,
+            "Denoising of EM images.",
+            "the denoised image, same size",
+            example=_STEM,
+            target_folder="noNoise",
+        ),
         Task(
             "bg-removal",
             False,
@@ -143,6 +151,7 @@ TASKS: dict[str, Task] = {
             "the image without noise and low-frequency background, same size",
             package_output="image without noise and background, in standardised units of the input",
             example=_STEM,
+            target_folder="noBackgroundnoNoise",
         ),
         Task(
             "super-res",
@@ -152,11 +161,13 @@ TASKS: dict[str, Task] = {
             package_output="2x super-resolved image in standardised units of the input",
             output_scale=2,
             example=_STEM,
+            target_folder="noNoiseNoBackgroundSuperresolution",
         ),
     )
 }
 TASK_NAMES = tuple(TASKS)
 FINETUNE_TASKS = tuple(name for name, t in TASKS.items() if not t.pretext)
+RESTORATION_TASKS = tuple(name for name, t in TASKS.items() if t.target_folder)  # supervised by a clean image
 
 
 def get_task(name: str | None) -> Task:

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from emzoo.data import load_dataset  # noqa: E402
 from emzoo.data.simulate import simulate_dataset  # noqa: E402
+from emzoo.tasks import RESTORATION_TASKS  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
         axes[0, 2 * k + 1].imshow(s["image"][0], cmap="gray")
         axes[0, 2 * k + 1].contour(s["target"][0], levels=[0.5], colors="orange", linewidths=1)
         axes[0, 2 * k + 1].set_title("particle mask (projected Au potential)")
-    for j, task in enumerate(("denoise", "bg-removal", "super-res")):
+    for j, task in enumerate(RESTORATION_TASKS):
         s = load_dataset(tem, task, "train", image_size=None, augment=False)[0]
         if j == 0:
             axes[1, 0].imshow(s["image"][0], cmap="gray")

@@ -124,7 +124,7 @@ def test_predict_cli_on_16bit_tiffs(tmp_path):
     assert (tmp_path / "out" / "m1.png").exists()
     assert _folder_hash(inputs) == before  # inputs untouched
     same = subprocess.run([*cmd, "--output-dir", str(inputs)], capture_output=True, text=True, env=env)
-    assert same.returncode == 2 and "is where the inputs are" in same.stderr
+    assert same.returncode == 2 and "holds the input" in same.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,93 +1,142 @@
-"""Physical scale: an image at another pixel size than the model's is resampled to the model's
-scale and the output brought back, so the same scene gives the same mask and the same particle
-sizes in nm at 2x and 0.5x the model's pixel size."""
+"""Physical scale, tested with a shipped segmentation model (a stand-in that finds disks at any size
+could not tell a resampling that runs the wrong way): the working grid follows the pixel size in
+the right direction, ``scale="auto"`` keeps particles the model sees well at their native scale and
+anchors where the particles are of a trained size, implausible pixel sizes are refused, and the
+border strip is as clean as the interior."""
 
 import logging
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
+from scipy import ndimage
 
 import emzoo
-from emzoo.inference.particles import analyze_particles
-from emzoo.inference.scale import working_scale
+from emzoo.inference.predictor import Predictor
+from emzoo.inference.scale import choose_by_particles, pixel_zoom, working_shape
 
-FOV_NM = 12.8
-CENTRES_NM = [(3.0, 3.2), (3.5, 9.0), (9.2, 4.1), (8.8, 9.6), (6.3, 6.4)]
-DIAMETER_NM = 2.4
-NATIVE = 0.05  # nm/px
+SEG = "unet-4-424-emsim-haadf-seg"
 
 
-def scene(pixel_nm: float, seed: int = 0) -> np.ndarray:
-    """Bright disks on a dark support (HAADF-like), anti-aliased, with noise."""
-    n = int(round(FOV_NM / pixel_nm))
-    sub = 4
-    coords = (np.arange(n * sub) + 0.5) * pixel_nm / sub
-    yy, xx = np.meshgrid(coords, coords, indexing="ij")
-    disks = np.zeros_like(yy)
-    for cy, cx in CENTRES_NM:
-        disks += (yy - cy) ** 2 + (xx - cx) ** 2 < (DIAMETER_NM / 2) ** 2
-    image = disks.reshape(n, sub, n, sub).mean(axis=(1, 3))
-    return (0.2 + image + np.random.default_rng(seed).normal(0, 0.05, image.shape)).astype(np.float32)
+def haadf_scene(shape, centres, radii, fringe_period=None, seed=0):
+    """HAADF-like: bright particles (optionally with lattice fringes) on a dark amorphous support,
+    Poisson noise; returns the image and the true mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    mask = np.zeros(shape, bool)
+    for (cy, cx), r in zip(centres, radii):
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    signal = mask.astype(np.float32)
+    if fringe_period:
+        signal *= 0.55 + 0.45 * np.cos(2 * np.pi * (0.88 * xx + 0.48 * yy) / fringe_period)
+    support = ndimage.gaussian_filter(rng.normal(0, 1, shape), 1.5).astype(np.float32) * 0.03
+    image = rng.poisson(np.clip(0.15 + 0.8 * signal + support, 0, None) * 40) / 40.0
+    return image.astype(np.float32), mask
 
 
-class BlobDetector(nn.Module):
-    """A fixed 'segmentation model' built for one pixel size: a 9x9 box filter and a threshold,
-    so its masks change with the pixel size unless the image is brought to its scale."""
-
-    def __init__(self, pixel_nm: float):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 1, 9, padding=4, padding_mode="replicate")
-        with torch.no_grad():
-            self.conv.weight.fill_(1 / 81)
-            self.conv.bias.fill_(-0.6)
-        self.num_classes, self.in_chans = 1, 1
-        self.emzoo_cfg = {"task": "segment", "normalization": "standardize", "pixel_size_nm": [pixel_nm, pixel_nm]}
-
-    def forward(self, x):
-        return 20 * self.conv(x)
+def dice(a, b):
+    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
-def _to_native(mask: np.ndarray) -> np.ndarray:
-    from emzoo.inference.scale import resample
+class SizeSpy:
+    """Records the (H, W) of every array the model runs on."""
 
-    n = int(round(FOV_NM / NATIVE))
-    return resample(mask.astype(np.float32), (n, n)) > 0.5
+    def __init__(self, predictor):
+        self.sizes, self.run = [], predictor.run
+        predictor.run = self
 
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
-
-
-@pytest.mark.parametrize("factor", [2.0, 0.5])
-def test_same_scene_same_mask_at_other_pixel_sizes(factor):
-    model = BlobDetector(NATIVE)
-    native = emzoo.predict(model, scene(NATIVE), pixel_size=NATIVE, tile=0) > 0.5
-    other_pixel = NATIVE * factor
-    other = emzoo.predict(model, scene(other_pixel), pixel_size=other_pixel, tile=0)
-    assert other.shape == scene(other_pixel).shape  # back on the input's grid
-    assert _iou(_to_native(other > 0.5), native) >= 0.9
-    d_native = analyze_particles(native.astype(np.uint8), NATIVE).summary["mean_diameter_nm"]
-    d_other = analyze_particles(other, other_pixel).summary["mean_diameter_nm"]
-    assert d_other == pytest.approx(d_native, rel=0.05)
-    assert d_native == pytest.approx(DIAMETER_NM, rel=0.1)
-    assert working_scale(model, other_pixel) == pytest.approx(factor)  # it did run at the model's scale
+    def __call__(self, x):
+        self.sizes.append(x.shape[-2:])
+        return self.run(x)
 
 
-def test_unknown_pixel_size_warns_once_and_runs_as_is(caplog):
-    model = BlobDetector(NATIVE)
-    with caplog.at_level(logging.WARNING, logger="emzoo.predict"):
-        assert working_scale(model, None) == 1.0
-    assert "pixel size unknown" in caplog.text and "0.05" in caplog.text
-    assert working_scale(model, 0.1) == pytest.approx(2.0)
-    assert working_scale(model, 0.05) == 1.0
-    with pytest.raises(emzoo.EmzooError, match="pixel_size"):
-        working_scale(model, -1.0)
+@pytest.fixture(scope="module")
+def seg():
+    return emzoo.load(SEG)
 
 
-def test_super_resolution_output_is_twice_the_input_grid():
-    model = emzoo.create_model("emzoo_unet_2_44").eval()
-    model.emzoo_cfg = {"task": "super-res", "pixel_size_nm": [0.05, 0.05]}
-    out = emzoo.predict(model, scene(0.1)[:100, :100], pixel_size=0.1, tile=0)
-    assert out.shape == (200, 200)
+def test_coarser_pixels_than_trained_are_upsampled_not_shrunk(seg):
+    """An image at 2x the largest trained pixel size runs on a grid twice as fine (the bug was the
+    reverse: 1/4 of the pixels), and the result comes back on the input's grid."""
+    hi = seg.emzoo_cfg["pixel_size_nm"][1]
+    assert pixel_zoom(seg, 2 * hi) == pytest.approx(2.0)
+    assert pixel_zoom(seg, hi / 2) == 1.0  # inside the range: as it is
+    image, _ = haadf_scene((96, 96), [(48, 48)], [10])
+    predictor = Predictor(seg, tile=0)
+    spy = SizeSpy(predictor)
+    out = predictor(image, 2 * hi, scale=pixel_zoom(seg, 2 * hi))
+    assert out.shape == image.shape
+    assert max(spy.sizes[-1]) >= 2 * 96  # the working image (plus its mirrored frame) is 2x, not 0.5x
+
+
+@pytest.mark.parametrize("pixel", [1e-9, 1e6, float("nan"), -0.1, 0.0])
+def test_implausible_pixel_sizes_are_refused_in_one_line(seg, pixel):
+    image, _ = haadf_scene((64, 64), [(32, 32)], [8])
+    with pytest.raises(emzoo.EmzooError, match="pixel") as err:
+        emzoo.predict(seg, image, pixel_size=pixel)
+    assert "\n" not in str(err.value)
+
+
+def test_a_huge_working_grid_is_refused_before_any_allocation():
+    with pytest.raises(emzoo.DataError, match="scale"):
+        working_shape((8000, 8000), 4.0)
+
+
+@pytest.mark.parametrize("scale", ["big", -1.0, 0.0, float("inf"), True])
+def test_bad_scales_are_refused(seg, scale):
+    with pytest.raises(emzoo.EmzooError, match="scale"):
+        emzoo.predict(seg, np.random.rand(64, 64).astype(np.float32), scale=scale)
+
+
+def test_auto_keeps_particles_the_model_sees_at_native_scale(seg, caplog):
+    image, truth = haadf_scene((384, 384), [(90, 90), (250, 110), (180, 300), (320, 290)], [16, 20, 18, 15])
+    predictor = Predictor(seg)
+    with caplog.at_level(logging.INFO, logger="emzoo.predict"):
+        prob = predictor(image)
+    assert predictor.last_scale.method == "particles" and predictor.last_scale.zoom == 1.0
+    assert "scale 1" in caplog.text  # the choice is logged
+    assert dice(prob > 0.5, truth) >= 0.9
+
+
+def test_large_particle_with_fringes_is_found_whole_without_pixel_size(seg):
+    """One particle of ~600 px with lattice fringes, pixel size unknown: found as one particle,
+    not as stripes, and the result is on the input's grid."""
+    image, truth = haadf_scene((768, 768), [(380, 400)], [300], fringe_period=9)
+    predictor = Predictor(seg)
+    prob = predictor(image)
+    assert prob.shape == image.shape
+    assert dice(prob > 0.5, truth) >= 0.9
+    report = emzoo.inference.particles.analyze_particles(prob, None)
+    assert report.summary["count"] == 1
+
+
+def test_anchor_wins_where_a_finer_rung_sees_stripes():
+    """The ladder logic on its own: at the finest rung the 'particles' are stripes (fringes), at a
+    coarser one a round particle of a trained size; the coarser one is chosen."""
+    shape = (512, 512)
+    yy, xx = np.mgrid[0:512, 0:512]
+    disk = (yy - 256) ** 2 + (xx - 256) ** 2 < 200**2
+
+    def segment(zoom):
+        h = max(8, round(512 * zoom))
+        if zoom >= 0.5:  # fine rungs: stripes inside the particle
+            stripes = disk & ((xx // 6) % 2 == 0)
+            return emzoo.inference.scale.resample(stripes.astype(np.float32), (h, h))
+        return emzoo.inference.scale.resample(disk.astype(np.float32), (h, h))
+
+    zoom, maps, table = choose_by_particles(segment, shape, (1 / 8, 1.0), (6.0, 120.0))
+    assert zoom < 0.5
+    assert table[0][1] < 0.5  # the stripes' fit
+
+
+def test_border_strip_is_as_clean_as_the_interior(seg):
+    """Particles cut by the border and particle-free borders: no more false detections in the
+    outer 32 px than inside."""
+    centres = [(0, 100), (200, 383), (383, 250), (150, 150), (260, 60)]
+    image, truth = haadf_scene((384, 384), centres, [25, 30, 22, 18, 20], seed=3)
+    mask = emzoo.predict(seg, image) > 0.5
+    strip = np.ones(mask.shape, bool)
+    strip[32:-32, 32:-32] = False
+    fp_strip = (mask & ~truth & strip).sum() / (~truth & strip).sum()
+    fp_inside = (mask & ~truth & ~strip).sum() / (~truth & ~strip).sum()
+    assert fp_strip <= max(fp_inside, 1e-3)
+    assert dice(mask & strip, truth & strip) >= 0.85  # particles cut by the border are found too

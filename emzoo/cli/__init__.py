@@ -57,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("emzoo.cli.train", "self-supervised Pix2Pix cGAN pretraining of a generator"),
     "finetune": ("emzoo.cli.train", "fine-tune a generator for segmentation or restoration"),
     "evaluate": ("emzoo.cli.train", "metrics of a trained model on a dataset split"),
+    "adapt": ("emzoo.cli.adapt", "fine-tune a zoo denoiser on your own micrographs, no clean images needed"),
     "predict": ("emzoo.cli.predict", "run a model over images or folders (tiled, any size)"),
     "export": ("emzoo.cli.export", "export a model to ONNX, TorchScript or a BioImage.IO package (verified)"),
     "publish": ("emzoo.cli.publish", "upload a model folder (with its card) to the Hugging Face Hub"),

@@ -9,7 +9,7 @@ import math
 
 from emzoo.errors import ConfigError
 from emzoo.tasks import FINETUNE_TASKS, get_task
-from emzoo.zoo import RECIPES, ZOO
+from emzoo.zoo import ZOO
 
 # built-in defaults where neither the command line nor a recipe says otherwise
 DEFAULTS = {
@@ -54,46 +54,17 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _resolve(args: argparse.Namespace, mode: str):
     from emzoo.train.trainer import TrainConfig
 
-    recipe_values: dict = {}
     arch = getattr(args, "arch", None)
-    model = getattr(args, "model", None)
-    task = getattr(args, "task", None)
-    if args.recipe:
-        entry = ZOO.get(args.recipe)
-        if entry is None:
-            raise ConfigError(f"--recipe {args.recipe}: not a zoo entry (see `emzoo list`)")
-        recipe = RECIPES[entry.recipe]
-        if mode == "pretrain" and not get_task(entry.task).pretext:
-            raise ConfigError(f"--recipe {args.recipe}: a {entry.task} entry; use `emzoo finetune --recipe`")
-        if mode == "finetune" and get_task(entry.task).pretext:
-            raise ConfigError(f"--recipe {args.recipe}: a pretraining entry; use `emzoo pretrain --recipe`")
-        recipe_values = {
-            "epochs": recipe.epochs,
-            "batch_size": recipe.batch_size,
-            "image_size": recipe.image_size,
-            "lr": recipe.lr,
-            "l1_lambda": recipe.l1_lambda or DEFAULTS["l1_lambda"],
-            "task": recipe.task,
-        }
-        arch = arch or entry.arch
-        model = model or entry.base_model
-    values = {}
-    for key in ("epochs", "batch_size", "image_size", "lr", "l1_lambda", "task"):
-        explicit = {"task": task}.get(key, getattr(args, key, None))
-        values[key] = explicit if explicit is not None else recipe_values.get(key, DEFAULTS[key])
-    if mode == "finetune" and get_task(values["task"]).pretext:
-        raise ConfigError(f"--task is required for fine-tuning: one of {', '.join(FINETUNE_TASKS)}")
     if arch is not None and arch.startswith("emzoo_patchgan"):
         raise ConfigError(
             f"--arch {arch}: the PatchGAN discriminator; pretrain a generator (emzoo_unet_*, emzoo_hrnet_*)"
         )
-    return TrainConfig(
-        mode=mode,
+    common = dict(
         data=args.data,
         output_dir=args.output_dir,
         arch=arch,
-        model=model,
-        recipe=ZOO[args.recipe].recipe if args.recipe else None,  # a RECIPES key, as cards read it
+        model=getattr(args, "model", None),
+        task=getattr(args, "task", None),
         max_steps=args.max_steps,
         num_classes=getattr(args, "num_classes", 1),
         head_lr_scale=getattr(args, "head_lr_scale", 1.0),
@@ -111,9 +82,23 @@ def _resolve(args: argparse.Namespace, mode: str):
         sim_size=args.sim_size,
         progress=not args.quiet,
         cpu=args.cpu,
-        extra={"zoo_name": args.recipe} if args.recipe else {},
-        **values,
+        **{k: getattr(args, k, None) for k in ("epochs", "batch_size", "image_size", "lr", "l1_lambda")},
     )
+    if args.recipe:  # the recipe exactly (steps, widths, head), the command line's explicit values on top
+        entry = ZOO.get(args.recipe)
+        if entry is None:
+            raise ConfigError(f"--recipe {args.recipe}: not a zoo entry (see `emzoo list`)")
+        if mode == "pretrain" and not get_task(entry.task).pretext:
+            raise ConfigError(f"--recipe {args.recipe}: a {entry.task} entry; use `emzoo finetune --recipe`")
+        if mode == "finetune" and get_task(entry.task).pretext:
+            raise ConfigError(f"--recipe {args.recipe}: a pretraining entry; use `emzoo pretrain --recipe`")
+        return TrainConfig.from_recipe(args.recipe, **common)
+    values = {k: v for k, v in common.items() if v is not None}
+    for key, default in DEFAULTS.items():
+        values.setdefault(key, default)
+    if mode == "finetune" and get_task(values["task"]).pretext:
+        raise ConfigError(f"--task is required for fine-tuning: one of {', '.join(FINETUNE_TASKS)}")
+    return TrainConfig(mode=mode, **values)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -132,7 +117,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from emzoo.train.trainer import evaluate_model
+    from emzoo.train.evaluation import evaluate_model
 
     metrics = evaluate_model(
         args.model,

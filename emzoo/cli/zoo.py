@@ -13,7 +13,10 @@ def _cmd_build(args: argparse.Namespace) -> None:
         for entry in shipped_entries():
             print(f"{entry.name:<36} {'built' if is_built(entry) else 'to build'}")
         return
-    print(json.dumps(build(args.names or None, runs=args.runs, progress=not args.quiet), indent=2))
+    done = build(
+        args.names or None, runs=args.runs, progress=not args.quiet, warm_start=args.warm_start, steps=args.steps
+    )
+    print(json.dumps(done, indent=2))
 
 
 def add_commands(sub) -> None:
@@ -23,5 +26,11 @@ def add_commands(sub) -> None:
     p.add_argument("names", nargs="*", help="only these checkpoints (default: all)")
     p.add_argument("--runs", help="folder for the training runs (default: emzoo's cache)")
     p.add_argument("--list", action="store_true", help="list the shipped checkpoints and whether each is built")
+    p.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="continue from the shipped weights on the recipe's corpus; replace them only if held-out metrics improve",
+    )
+    p.add_argument("--steps", type=int, help="steps of a warm start (default: 2000 for U-Nets, 600 for HRNet)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from emzoo import io
 from emzoo.data import transforms as T
+from emzoo.data.selfsupervised import SelfSupervisedDataset, is_adapt_folder
 from emzoo.data.sources import Source, _HFStream, open_source
 from emzoo.errors import DataError, EmzooError
 from emzoo.normalize import apply_params, normalize, remove_outliers
@@ -169,13 +170,19 @@ def load_dataset(
     test_fraction: float = 0.1,
     skip_bad: bool = False,
     streaming: bool = False,
+    objective: str = "supervised",
 ) -> Dataset:
     """Detect the layout at ``path`` and return one split as a torch dataset for ``task``.
 
     Augmentation (random crop, flips, 90-degree rotations; resize and noise for segmentation)
     is on for the train split by default; val/test are centre-cropped (or whole when
-    ``image_size`` is None).
+    ``image_size`` is None). A self-supervised ``objective`` (``n2v``, ``n2n``) reads an
+    adaptation folder (:mod:`emzoo.data.selfsupervised`).
     """
+    if objective != "supervised":
+        if not is_adapt_folder(path):
+            raise DataError(f"{path}: not an adaptation data folder (no adapt.json); `emzoo adapt` writes one")
+        return SelfSupervisedDataset(path, split, image_size or 64, seed)
     spec = open_source(
         path,
         task,

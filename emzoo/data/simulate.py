@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from emzoo import io
 from emzoo.errors import ConfigError, EmzooError
 from emzoo.fsutil import cache_root, new_folder
-from emzoo.tasks import TASK_NAMES
+from emzoo.tasks import RESTORATION_TASKS, TASK_NAMES
 
 SIM_VERSION = 2  # 2: deterministic FFTs (the same seed gives the same bytes in every process)
 # abTEM's default FFTW_MEASURE times candidate plans in each process, so rounding, and after it every
@@ -338,7 +338,7 @@ def cache_dir() -> Path:
 def simulated(task: str, n: int = 24, size: int = 256, seed: int = 0, progress: bool = True) -> Path:
     """A simulated dataset for ``task``, built once and cached, keyed by its parameters
     (the three TEMImageNet tasks share one)."""
-    kind = "tem" if task in ("denoise", "bg-removal", "super-res") else task
+    kind = "tem" if task in RESTORATION_TASKS else task
     key = hashlib.sha1(json.dumps([kind, n, size, seed, SIM_VERSION]).encode()).hexdigest()[:10]
     path = cache_dir() / f"{kind}-n{n}-s{size}-seed{seed}-{key}"
     if not (path / "simulation.json").is_file():

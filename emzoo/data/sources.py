@@ -26,23 +26,19 @@ import numpy as np
 
 from emzoo import io
 from emzoo.errors import EmzooError
-from emzoo.tasks import get_task
+from emzoo.tasks import RESTORATION_TASKS, get_task
 
 _log = logging.getLogger(__name__)
 
-TEM_TARGETS = {
-    "denoise": "noNoise",
-    "bg-removal": "noBackgroundnoNoise",
-    "super-res": "noNoiseNoBackgroundSuperresolution",
-}
+TEM_TARGETS = {name: get_task(name).target_folder for name in RESTORATION_TASKS}
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 LAYOUT_TASKS = {
     "unlabeled": ("pretext",),
-    "temimagenet": ("pretext", "denoise", "bg-removal", "super-res"),
+    "temimagenet": ("pretext", *RESTORATION_TASKS),
     "au-hdf5": ("pretext", "segment"),
     "image-mask": ("pretext", "segment"),
-    "imagefolder": ("pretext", "segment", "denoise", "bg-removal", "super-res"),
+    "imagefolder": ("pretext", "segment", *RESTORATION_TASKS),
 }
 
 

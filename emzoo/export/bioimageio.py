@@ -221,7 +221,10 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
             if not diff <= RTOL:
                 raise EmzooError(f"{fmt} weights differ from PyTorch by {diff:.2e} relative (> {RTOL}); not written")
         image = test_image(task, size)
-        output = Predictor(model, tile=0, output="probability" if task.segmentation else "logits")(image)
+        # the network as a package consumer runs it: native scale, its own zero padding at the border
+        output = Predictor(
+            model, tile=0, output="probability" if task.segmentation else "logits", scale=1.0, mirror_border=False
+        )(image)
         output = output if output.ndim == 3 else output[None]
         np.save(stage / "test_input.npy", image[None, None])
         np.save(stage / "test_output.npy", output[None].astype(np.float32))

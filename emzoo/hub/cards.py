@@ -90,7 +90,9 @@ def _cost_text(cost: dict | None) -> str | None:
     where = f"{cost.get('cpu_cores')} CPU cores ({cost.get('cpu')})"
     if cost.get("gpu"):
         where += f" and {cost['gpu']}"
-    return f"{cost['wall_seconds'] / 60:.1f} min for {cost.get('steps')} steps on {where}"
+    runs = len(cost.get("runs", [])) or 1
+    text = f"{cost['wall_seconds'] / 60:.1f} min for {cost.get('steps')} steps on {where}"
+    return text + (f", summed over {runs} runs (warm starts from the previous weights)" if runs > 1 else "")
 
 
 def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | None = None) -> str:
@@ -134,6 +136,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         in_chans=config.get("model_args", {}).get("in_chans", 1),
         modality=meta.get("modality") or (entry.modality if entry else "EM"),
         pixel_size=f"{pixel[0]}-{pixel[1]} nm" if pixel else None,
+        particle_px=meta.get("particle_px"),
         normalization=meta.get("normalization", "standardize"),
         output=get_task(task).output_text,
         base_model=base_model,

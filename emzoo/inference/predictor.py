@@ -1,9 +1,11 @@
 """Prediction on micrographs of any size: a :class:`Predictor` is prepared once per model (engine,
 task, tiling defaults; every argument checked before any work) and reused across a folder.
-Normalisation is the model's own, computed once over the whole image; images at a pixel size the
-model was not trained at are resampled to its scale and back."""
+Normalisation is the model's own, computed once over the whole image; each image runs at a working
+scale (see :mod:`emzoo.inference.scale`) and its result comes back on the input's grid."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
@@ -11,12 +13,24 @@ from torch import nn
 
 from emzoo.errors import ConfigError, DataError
 from emzoo.inference.engines import make_engine
-from emzoo.inference.scale import resample, working_scale
+from emzoo.inference.scale import (
+    ScaleChoice,
+    check_pixel_size,
+    check_scale,
+    choose_by_particles,
+    model_particle_range,
+    pixel_zoom,
+    resample,
+    working_shape,
+    zoom_limits,
+)
 from emzoo.inference.tiling import RAMP, default_batch, default_margin, default_tile, pixel_budget, round_up, run_tiled
 from emzoo.normalize import apply_params, norm_params
 from emzoo.tasks import Task, get_task, upsample
 
 OUTPUTS = ("auto", "logits", "probability", "mask")
+BORDER_CONTEXT = 96  # px of mirrored image around the working grid: no zero padding reaches the border strip
+_log = logging.getLogger("emzoo.predict")
 
 
 def model_task(model: nn.Module) -> Task:
@@ -68,6 +82,8 @@ class Predictor:
         channels_last: bool = True,
         engine: str = "torch",
         precision: str = "float32",
+        scale: float | str = "auto",
+        mirror_border: bool = True,
     ) -> None:
         if output not in OUTPUTS:
             raise ConfigError(f"output {output!r}: expected one of {', '.join(OUTPUTS)}")
@@ -92,34 +108,78 @@ class Predictor:
             "normalization", "standardize"
         )
         norm_params(np.zeros((2, 2), np.float32), self.normalization)  # an unknown method fails here, not later
+        self.scale = check_scale(scale)
+        self.mirror_border = mirror_border  # False: the network's own zero padding (what exports compute)
         self.run = make_engine(model, engine, channels_last, precision)
         self.precision = getattr(self.run, "precision", "float32")
+        self.last_scale: ScaleChoice | None = None  # what the latest call ran at
 
     @torch.inference_mode()
-    def __call__(self, image: np.ndarray, pixel_size: float | None = None) -> np.ndarray:
-        """``pixel_size`` (nm/px): outside the model's trained range, the image is resampled to its
-        scale and the output brought back to the input's grid; unknown, it is assumed to fit."""
+    def __call__(self, image: np.ndarray, pixel_size: float | None = None, scale: float | str | None = None):
+        """``pixel_size`` (nm/px), when known, keeps the working grid near the model's trained pixel
+        sizes; ``scale`` (default: the predictor's) is a zoom factor or ``"auto"``. The choice is
+        kept in ``self.last_scale`` and logged."""
         image = check_image_array(image)
-        zoom = working_scale(self.model, pixel_size)
+        pixel_size = check_pixel_size(pixel_size)
+        scale = self.scale if scale is None else check_scale(scale)
         params = norm_params(image, self.normalization)
         x = apply_params(image, params)
-        native_shape = x.shape
-        if zoom != 1.0:
-            x = resample(x, (max(8, round(x.shape[0] / zoom)), max(8, round(x.shape[1] / zoom))))
-        x = upsample(torch.from_numpy(x)[None, None], self.task)[0, 0].numpy()
+        computed: dict[float, np.ndarray] = {}
+        if scale != "auto":
+            choice = ScaleChoice(float(scale), "given")
+        elif self.task.segmentation:
+            choice, computed = self._choose_by_particles(x, pixel_size, params)
+        else:
+            zoom = pixel_zoom(self.model, pixel_size)
+            choice = ScaleChoice(zoom, "pixel-size" if pixel_size else "native")
+        if pixel_size:
+            choice.working_pixel_size_nm = pixel_size / choice.zoom
+        self.last_scale = choice
+        _log.info("%s", choice.describe())
+        result = computed.get(choice.zoom)
+        if result is None:
+            result = self._forward(x, choice.zoom)
+        scale_out = self.task.output_scale
+        result = resample(result, (scale_out * x.shape[0], scale_out * x.shape[1]))
+        return self.task.finish(result, self.output, params)
+
+    def _choose_by_particles(self, x: np.ndarray, pixel_size: float | None, params) -> tuple[ScaleChoice, dict]:
+        raw: dict[float, np.ndarray] = {}
+
+        def foreground(zoom: float) -> np.ndarray:
+            raw[zoom] = self._forward(x, zoom)
+            prob = self.task.finish(raw[zoom], "probability", params)
+            return prob if prob.ndim == 2 else 1.0 - prob[0]
+
+        particle_px = model_particle_range(self.model)
+        zoom, _, table = choose_by_particles(
+            foreground, x.shape, zoom_limits(self.model, pixel_size, x.shape), particle_px
+        )
+        median = next(m for z, _, m in table if z == zoom)
+        rungs = [[round(z, 5), round(f, 3), None if m is None else round(m, 1)] for z, f, m in table]
+        return ScaleChoice(zoom, "particles", particle_diameter_px=median, candidates=rungs), raw
+
+    def _forward(self, x: np.ndarray, zoom: float) -> np.ndarray:
+        """The network's raw (C, H, W) output on ``x`` resampled by ``zoom``, on that working grid.
+        The working image is framed by mirrored context so the border strip sees an image, not the
+        convolutions' zero padding."""
+        if abs(zoom - 1.0) >= 1e-9:
+            x = resample(x, working_shape(x.shape, zoom))
         h, w = x.shape
+        pad = round_up(min(BORDER_CONTEXT, self.margin), self.divisor) if self.mirror_border else 0
+        x = np.pad(x, pad, mode="symmetric")
+        x = upsample(torch.from_numpy(np.ascontiguousarray(x))[None, None], self.task)[0, 0].numpy()
+        ph, pw = x.shape
         tile = self.tile
         if tile is None:  # images within the pixel budget run whole: no margins to recompute
-            tile = 0 if h * w <= pixel_budget(self.model) else default_tile(self.model, self.margin, max(h, w))
-        if tile == 0 or (h <= tile and w <= tile):
+            tile = 0 if ph * pw <= pixel_budget(self.model) else default_tile(self.model, self.margin, max(ph, pw))
+        if tile == 0 or (ph <= tile and pw <= tile):
             result = self.run(x[None, None])[0]
         else:
             batch = self.batch_size or default_batch(self.model, tile)
             result = run_tiled(x, self.run, self.model, tile, self.margin, batch, self.progress)
-        if zoom != 1.0:  # back to the input's grid (2x for super-resolution)
-            scale = self.task.output_scale
-            result = resample(result, (scale * native_shape[0], scale * native_shape[1]))
-        return self.task.finish(result, self.output, params)
+        s, p = self.task.output_scale, pad * self.task.output_scale
+        return result[:, p : p + s * h, p : p + s * w]
 
 
 def predict(
@@ -136,6 +196,7 @@ def predict(
     engine: str = "torch",
     pixel_size: float | None = None,
     precision: str = "float32",
+    scale: float | str = "auto",
 ) -> np.ndarray:
     """Run ``model`` over a 2-D image of any size; numpy in, numpy out.
 
@@ -147,7 +208,11 @@ def predict(
     model (made once per set of weights, cached, checked against PyTorch to 1e-4 relative).
     ``precision="auto"`` runs in bf16 where that is measured faster on this machine and keeps the
     output within 2% of float32's range (``emzoo predict``'s default); ``float32`` is exact.
-    For many images, build a :class:`Predictor` once instead.
+    ``scale``: ``"auto"`` (segmentation: the zoom where the image's particles are the size the model
+    was trained on, found by a coarse-to-fine ladder of cheap passes; restoration: the pixel size
+    brought into the trained range) or a zoom factor (0.25: run at a quarter of the resolution).
+    The result is always on the input's grid; the choice is logged (``emzoo.predict``).
+    For many images, build a :class:`Predictor` once instead; its ``last_scale`` says what ran.
     """
     predictor = Predictor(
         model,
@@ -160,5 +225,6 @@ def predict(
         channels_last=channels_last,
         engine=engine,
         precision=precision,
+        scale=scale,
     )
     return predictor(image, pixel_size)

@@ -11,7 +11,7 @@ from emzoo.data.corpus import default_corpus
 from emzoo.data.simulate import simulated
 from emzoo.errors import ConfigError
 from emzoo.reproduce.presets import DATA_DIRS, PAPER_FRACTIONS, Preset
-from emzoo.tasks import FINETUNE_TASKS, get_task
+from emzoo.tasks import FINETUNE_TASKS, RESTORATION_TASKS, get_task
 from emzoo.train import TrainConfig
 from emzoo.zoo import RECIPES, ZOO
 
@@ -66,7 +66,7 @@ def data_for(preset: Preset, task: str, data_root: Path | None) -> str:
     if preset.corpus:
         return str(default_corpus(**dict(preset.corpus)) / CORPUS_SUBSETS.get(task, "restore"))
 
-    kind = "tem" if task in ("denoise", "bg-removal", "super-res") else task
+    kind = "tem" if task in RESTORATION_TASKS else task
     return str(simulated(task, n=preset.sim_n[kind], size=preset.sim_size, seed=0, progress=True))
 
 

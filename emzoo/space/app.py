@@ -18,7 +18,7 @@ from emzoo.errors import EmzooError
 from emzoo.hub import load
 from emzoo.hub.folder import WEIGHTS_NAME
 from emzoo.inference.particles import analyze_particles
-from emzoo.inference.predictor import model_task, output_pixel_size, predict
+from emzoo.inference.predictor import Predictor, model_task, output_pixel_size
 from emzoo.io import to_uint8
 from emzoo.tasks import TASKS
 from emzoo.zoo import ZOO
@@ -69,23 +69,34 @@ def choice_label(name: str) -> str:
 
 
 class ModelCache:
-    """The models this Space was started with, loaded on first use; at most ``size`` stay in
-    memory. Any other name (a server path, say) is refused without touching the file system."""
+    """The models this Space was started with, loaded on first use and kept as prepared predictors
+    (engine folded once, per tiling choice); at most ``size`` models stay in memory. Any other name
+    (a server path, say) is refused without touching the file system."""
 
     def __init__(self, allowed: list[str] | None = None, size: int = 4) -> None:
         self.allowed = list(allowed) if allowed is not None else None
         self.size = size
         self._models: dict[str, object] = {}
+        self._predictors: dict[tuple, Predictor] = {}
 
     def get(self, name: str):
         if self.allowed is not None and name not in self.allowed:
             raise EmzooError(f"unknown model {name[:80]!r}; this Space serves: {', '.join(self.allowed)}")
         if name not in self._models:
             while len(self._models) >= self.size:
-                self._models.pop(next(iter(self._models)))
+                gone = next(iter(self._models))
+                self._models.pop(gone)
+                self._predictors = {k: v for k, v in self._predictors.items() if k[0] != gone}
             self._models[name] = load(name)
         self._models[name] = self._models.pop(name)  # most recently used last
         return self._models[name]
+
+    def predictor(self, name: str, tile: int | None, overlap: int | None) -> Predictor:
+        model = self.get(name)
+        key = (name, tile, overlap)
+        if key not in self._predictors:
+            self._predictors[key] = Predictor(model, tile, overlap)
+        return self._predictors[key]
 
 
 class ResultFolder:
@@ -152,22 +163,20 @@ def run_model(
     overlap: int | None,
     progress: bool = False,
     results: ResultFolder | None = None,
+    scale: float | str = "auto",
 ):
-    """Predict and write the full-resolution TIFF; returns (model, input, result, tiff path, meta)."""
+    """Predict and write the full-resolution TIFF; returns (model, input, result, tiff path, meta),
+    the meta holding the working scale chosen (``scale``)."""
     if not name:
         raise EmzooError("choose a model first")
     if not path:
         raise EmzooError("upload an image or pick an example first")
     image, meta = read_upload(path)
-    model = models.get(name)
-    result = predict(
-        model,
-        image,
-        tile=tile or None,
-        overlap=overlap or None,
-        progress=progress,
-        pixel_size=meta.get("pixel_size_nm"),
-    )
+    predictor = models.predictor(name, tile or None, overlap or None)
+    predictor.progress = progress
+    result = predictor(image, meta.get("pixel_size_nm"), scale=scale)
+    meta = dict(meta, scale=predictor.last_scale)
+    model = predictor.model
     pixel = output_pixel_size(model_task(model), meta.get("pixel_size_nm"))
     name_out = f"{Path(path).stem}_{model_task(model).name}.tif"
     out = results.path(name_out) if results is not None else Path(tempfile.mkdtemp(prefix="emzoo-demo-")) / name_out
@@ -192,12 +201,13 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
         except EmzooError as e:
             raise gr.Error(str(e)) from None
 
-    def on_run(name, upload, example, tile, overlap, progress=gr.Progress(track_tqdm=True)):
+    def on_run(name, upload, example, tile, overlap, scale=0, progress=gr.Progress(track_tqdm=True)):
         path = upload or example
         progress(0.1, desc="reading and predicting")  # then per batch of tiles: predict's tqdm is tracked
         try:
+            zoom = float(scale) if scale else "auto"
             model, image, result, tiff, meta = run_model(
-                models, name, path, int(tile or 0), int(overlap or 0), progress=True, results=results
+                models, name, path, int(tile or 0), int(overlap or 0), progress=True, results=results, scale=zoom
             )
         except EmzooError as e:
             raise gr.Error(str(e)) from None
@@ -221,6 +231,7 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
             before_after = (before, to_uint8(result))
             summary = f"{task.name}: {image.shape[0]}x{image.shape[1]} -> {result.shape[0]}x{result.shape[1]}"
             seg_view = mask_view = None
+        summary += f" · {meta['scale'].describe()}"
         return before_after, seg_view, mask_view, summary, str(tiff)
 
     def api_predict(model_name: str, image_file: str) -> str:
@@ -245,7 +256,12 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
                 about = gr.Markdown()
                 upload = gr.File(label="Micrograph (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY)", type="filepath")
                 example = gr.Dropdown(choices=examples, value=None, label="or a bundled example")
-                with gr.Accordion("Tiling (large micrographs)", open=False):
+                with gr.Accordion("Scale and tiling", open=False):
+                    scale = gr.Number(
+                        value=0,
+                        label="working scale (0: auto, the model picks where particles are the size it knows; "
+                        "0.5: half resolution)",
+                    )
                     tile = gr.Number(value=0, label="tile size (0: from the receptive field)", precision=0)
                     overlap = gr.Number(value=0, label="overlap (0: from the receptive field)", precision=0)
                 run = gr.Button("Run", variant="primary", elem_id="run-button")
@@ -260,7 +276,7 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
         demo.load(on_model, model_box, about)
         run.click(
             on_run,
-            [model_box, upload, example, tile, overlap],
+            [model_box, upload, example, tile, overlap, scale],
             [slider, seg_overlay, seg_mask, summary, result_file],
             api_name="run",
         )

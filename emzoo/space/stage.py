@@ -11,27 +11,25 @@ from emzoo.errors import ConfigError
 from emzoo.fsutil import new_folder
 from emzoo.hub.publish import check_repo_id
 
-SPACE_REQUIREMENTS = [
-    "torch",
-    "torchvision",
-    "timm",
-    "huggingface_hub",
-    "safetensors",
-    "accelerate",
-    "datasets",
-    "numpy",
-    "scipy",
-    "pillow",
-    "tifffile",
-    "imagecodecs",
-    "mrcfile",
-    "rosettasciio",
-    "h5py",
-    "torchmetrics",
-    "matplotlib",
-    "tqdm",
-    "jinja2",
-]
+
+def space_requirements() -> list[str]:
+    """What the Space installs: emzoo's own core and ``[demo]`` requirements, read from the installed
+    package's metadata (so the list cannot drift from pyproject.toml); gradio comes with the Space's
+    ``sdk_version``, and emzoo itself is vendored."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    out = []
+    for line in requires("emzoo") or []:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate({"extra": "demo"}):
+            continue
+        if req.name.lower() in ("gradio", "emzoo"):
+            continue
+        req.marker = None
+        out.append(str(req))
+    return out
 
 
 def space_readme(space_id: str, models: list[str]) -> str:
@@ -74,7 +72,7 @@ def _write_space(out: Path, package: Path, space_id: str, models: list[str]) -> 
         f"demo = build_demo({models!r})\n\n"
         'if __name__ == "__main__":\n    demo.launch()\n'
     )
-    (out / "requirements.txt").write_text("\n".join(SPACE_REQUIREMENTS) + "\n")
+    (out / "requirements.txt").write_text("\n".join(space_requirements()) + "\n")
     (out / "README.md").write_text(space_readme(space_id, models))
 
 

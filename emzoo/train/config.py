@@ -14,6 +14,8 @@ from emzoo.data.corpus import default_corpus
 from emzoo.data.simulate import simulated
 from emzoo.errors import ConfigError, DataError
 from emzoo.hub import create_model, load
+from emzoo.tasks import get_task
+from emzoo.zoo import RECIPES, ZOO
 
 _log = logging.getLogger("emzoo.train")
 
@@ -26,11 +28,13 @@ class TrainConfig:
     data: str
     output_dir: str
     task: str = "pretext"
+    objective: str = "supervised"  # supervised | n2v | n2n (emzoo adapt: no clean targets)
     arch: str | None = None  # pretrain: the generator architecture
     model: str | None = None  # finetune: zoo name, hf-hub:..., folder, or random:ARCH
     recipe: str | None = None
     epochs: int = 60
     max_steps: int | None = None
+    max_minutes: float | None = None  # a wall-time budget (summed over resumes); ends at the next step
     batch_size: int = 16
     image_size: int = 256
     lr: float = 2e-4
@@ -58,9 +62,41 @@ class TrainConfig:
     cpu: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The configuration a zoo entry's recipe prescribes (the one translation of a recipe, used
+        by ``pretrain/finetune --recipe``, ``zoo build`` and ``reproduce``); ``overrides`` (not
+        None) win. Pretext entries pretrain their architecture; fine-tunes start from their base."""
+        entry = ZOO.get(name)
+        if entry is None:
+            raise ConfigError(f"recipe {name!r}: not a zoo entry (see `emzoo list`)")
+        recipe = RECIPES[entry.recipe]
+        pretext = get_task(entry.task).pretext
+        settings: dict[str, Any] = dict(
+            mode="pretrain" if pretext else "finetune",
+            task=entry.task,
+            arch=entry.arch if pretext else None,
+            model=None if pretext else entry.base_model,
+            recipe=recipe.name,
+            epochs=recipe.epochs,
+            max_steps=entry.max_steps or recipe.max_steps,
+            batch_size=recipe.batch_size,
+            image_size=recipe.image_size,
+            lr=recipe.lr,
+            betas=recipe.betas,
+            l1_lambda=recipe.l1_lambda or 100.0,
+            ndf=recipe.ndf,
+            prior_head=recipe.prior_head,
+            extra={"zoo_name": entry.name},
+        )
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**settings)
+
     def identity(self) -> dict:
         """What makes two runs the same run (for refusing unrelated output directories)."""
-        return {k: getattr(self, k) for k in ("mode", "task", "arch", "model", "data", "seed", "image_size")}
+        keys = ("mode", "task", "arch", "model", "data", "seed", "image_size")
+        extra = {"objective": self.objective} if self.objective != "supervised" else {}
+        return {k: getattr(self, k) for k in keys} | extra
 
 
 @dataclass
@@ -72,6 +108,7 @@ class TrainState:
     batches_in_epoch: int = 0
     best: float | None = None
     best_step: int | None = None
+    seconds: float = 0.0  # training wall time so far, over every resume
     history: list[dict] = field(default_factory=list)
 
     def state_dict(self) -> dict:

@@ -136,3 +136,19 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> None:
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def time_is_up(accelerator, state, minutes: float, bar) -> bool:
+    """Whether a run's wall-time budget (summed over resumes) is spent, decided by the main process
+    for all; the progress bar's total becomes the steps the budget allows at the speed so far (an ETA)."""
+    import torch
+    from accelerate.utils import broadcast
+
+    budget = minutes * 60
+    if state.step >= 3:
+        bar.total = max(state.step, int(state.step * budget / max(state.seconds, 1e-9)))
+        bar.refresh()
+    flag = torch.tensor([float(state.seconds >= budget)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = broadcast(flag)
+    return bool(flag.item())

@@ -29,8 +29,9 @@ from emzoo.train import run_folder
 from emzoo.train.config import TrainConfig, TrainState, build_generator, resolve_data
 from emzoo.train.evaluation import score
 from emzoo.train.loading import EpochShuffled, loader_for
+from emzoo.train.objectives import objective_for
 from emzoo.train.precision import choose_precision
-from emzoo.train.run_folder import CHECKPOINTS, MODEL_DIR, RESULT_FILE, latest_checkpoint
+from emzoo.train.run_folder import CHECKPOINTS, MODEL_DIR, RESULT_FILE, latest_checkpoint, time_is_up
 
 _log = logging.getLogger("emzoo.train")
 
@@ -53,6 +54,7 @@ class Trainer:
         if cfg.compile not in ("auto", "on", "off"):
             raise ConfigError(f"compile {cfg.compile!r}: expected auto, on or off")
         set_seed(cfg.seed)
+        self.objective = objective_for(cfg.objective, self.task)  # what the loss and the scores compare
         self.generator = build_generator(cfg)  # a bad model name fails before any data work
         self.mixed_precision = choose_precision(
             cfg.mixed_precision, self.generator, cfg.batch_size, cfg.image_size, cpu=cfg.cpu
@@ -84,7 +86,9 @@ class Trainer:
     # ---------------------------------------------------------------- data
     def _build_data(self) -> None:
         cfg = self.cfg
-        common = dict(image_size=cfg.image_size, seed=cfg.seed, num_classes=max(cfg.num_classes, 2))
+        common = dict(
+            image_size=cfg.image_size, seed=cfg.seed, num_classes=max(cfg.num_classes, 2), objective=cfg.objective
+        )
         self.train_set = load_dataset(self.data_path, cfg.task, "train", **common)
         self.val_set = load_dataset(self.data_path, cfg.task, "val", **common)
         for ds in (self.train_set, self.val_set):
@@ -196,7 +200,7 @@ class Trainer:
 
     def _supervised_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         with self.accelerator.autocast():
-            loss = self.task.loss(self.forward_g(x), y)
+            loss = self.objective.loss(self.forward_g(x), y)
         self.accelerator.backward(loss)
         self.opt_g.step()
         self.opt_g.zero_grad(set_to_none=True)
@@ -205,7 +209,7 @@ class Trainer:
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, loader: DataLoader, model=None) -> dict[str, float]:
         acc = self.accelerator
-        return score(model or self.g, loader, self.task, self._to_device, acc.gather_for_metrics, acc.autocast)
+        return score(model or self.g, loader, self.objective, self._to_device, acc.gather_for_metrics, acc.autocast)
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path:
@@ -281,8 +285,9 @@ class Trainer:
             unit="step",
         )
         every = cfg.checkpointing_steps
-        metric_name = self.task.selection[0]
+        metric_name = self.objective.selection[0]
         start = time.perf_counter()
+        seconds_before = state.seconds
         self.g.train()
         try:
             while state.step < self.total_steps:
@@ -302,7 +307,10 @@ class Trainer:
                     if not acc.sync_gradients:
                         continue
                     state.step += 1
+                    state.seconds = seconds_before + time.perf_counter() - start
                     bar.update(1)
+                    if cfg.max_minutes and time_is_up(acc, state, cfg.max_minutes, bar):
+                        self.total_steps = state.step
                     if state.step % 10 == 0 or state.step == 1:  # the only host syncs of the loop
                         losses = {k: float(v) for k, v in losses.items()}
                         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
@@ -342,7 +350,7 @@ class Trainer:
         state = self.state
         metrics = self.evaluate(self.val_loader)
         self._log_row({"step": state.step, "epoch": state.epoch, "split": "val", **metrics})
-        if metrics and self.task.is_better(metrics[metric_name], state.best):
+        if metrics and self.objective.is_better(metrics[metric_name], state.best):
             state.best, state.best_step = metrics[metric_name], state.step
             self.export(self.out / MODEL_DIR)
         self.accelerator.wait_for_everyone()
@@ -360,6 +368,7 @@ class Trainer:
                 image_size=cfg.image_size,
                 seed=cfg.seed,
                 num_classes=max(cfg.num_classes, 2),
+                objective=cfg.objective,
             )
         except EmzooError as e:
             _log.warning("no test split evaluated: %s", e)

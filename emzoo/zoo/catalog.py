@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from emzoo.tasks import get_task
+from emzoo.tasks import RESTORATION_TASKS, get_task
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"  # trained folders that ship with emzoo
 PINS_FILE = Path(__file__).resolve().with_name("shipped.json")  # name -> sha256 of model.safetensors
@@ -105,7 +105,7 @@ RECIPES: dict[str, Recipe] = {
                 batch_size=64,
                 image_size=256,
             )
-            for task in ("denoise", "bg-removal", "super-res")
+            for task in RESTORATION_TASKS
         ),
     )
 }
@@ -118,6 +118,8 @@ CPU_STEPS = {("hrnet", "pretext"): 400, ("hrnet", "finetune"): 300, ("unet-other
 FINETUNED_UNETS = ("emzoo_unet_2_44", "emzoo_unet_4_424")
 EMSIM_DATA = "emzoo's simulated materials-EM corpus (`emzoo data corpus`: HRTEM, HAADF/ADF/ABF/BF-STEM)"
 SEG_AUGMENTATION = ("random-crop", "noise", "flip", "rot90", "resize")
+SEGMENT_CORPUS = (("version", 3), ("modalities", ("adf", "haadf", "hrtem")))  # one corpus for both groups
+WARM_STEPS = {"hrnet": 600, "unet": 2000}  # a warm start's budget per run when none is asked for
 
 
 def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs) -> Recipe:
@@ -143,22 +145,25 @@ EMSIM_RECIPES = (
         max_steps=1000,
         ndf=16,
     ),
-    # corpus 2 adds the amplitude (absorption) contrast that makes metal particles darker than carbon
-    # in real HRTEM; on corpus 1 this task did not train (validation Dice ~0.1)
+    # corpus 3: particles of 1-60 nm (from ~6 px to larger than the crop), on amorphous and
+    # crystalline supports, agglomerated and cut by the border; particle-free crystals and supports.
+    # Built by warm starts from the checkpoints trained on corpus 1 (STEM) and 2 (HRTEM: corpus 2
+    # added the absorption contrast without which HRTEM segmentation did not train at all).
     _emsim(
         "emsim-hrtem-seg",
         "segment",
-        ": HRTEM of Au/Pt/Pd/Ag/Cu nanoparticles, supports and crystals",
+        ": HRTEM of Au/Pt/Pd/Ag/Cu nanoparticles of 1-60 nm on amorphous and crystalline supports, crystals",
         "segment/tem",
         "HRTEM",
-        corpus=(("version", 2), ("modalities", ("hrtem",))),
+        corpus=SEGMENT_CORPUS,
     ),
     _emsim(
         "emsim-haadf-seg",
         "segment",
-        ": HAADF/ADF-STEM of nanoparticles (bright), supports and crystals",
+        ": HAADF/ADF-STEM of nanoparticles of 1-60 nm (bright) on amorphous and crystalline supports, crystals",
         "segment/stem",
         "HAADF/ADF-STEM",
+        corpus=SEGMENT_CORPUS,
     ),
     *(
         _emsim(
@@ -169,7 +174,7 @@ EMSIM_RECIPES = (
             "HRTEM, HAADF/ADF/ABF/BF-STEM",
             augmentation=("random-crop", "flip", "rot90"),
         )
-        for task in ("denoise", "bg-removal", "super-res")
+        for task in RESTORATION_TASKS
     ),
 )
 RECIPES.update({r.name: r for r in EMSIM_RECIPES})
@@ -275,7 +280,7 @@ def _build_entries() -> dict[str, ZooEntry]:
             pixel_size_nm=(0.005, 0.05),
             modality="atomic-resolution ADF-STEM",
         )
-        for task in ("denoise", "bg-removal", "super-res")
+        for task in RESTORATION_TASKS
     ]
     return {e.name: e for e in pretrained + finetuned + _emsim_entries()}
 
@@ -310,8 +315,8 @@ def _emsim_entries() -> list[ZooEntry]:
         for label, arch in bases
     ]
     finetunes = {
-        "unet-4-424": [*SEG_RECIPES, "denoise", "bg-removal", "super-res"],
-        "hrnet-w18-small": [*SEG_RECIPES, "denoise", "bg-removal", "super-res"],
+        "unet-4-424": [*SEG_RECIPES, *RESTORATION_TASKS],
+        "hrnet-w18-small": [*SEG_RECIPES, *RESTORATION_TASKS],
         "unet-2-44": ["hrtem-seg"],
     }
     archs = dict(bases)

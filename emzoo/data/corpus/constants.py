@@ -1,6 +1,7 @@
 """What the corpus holds: modalities, metals, supports, splits, the version."""
 
-CORPUS_VERSION = 2  # 2: absorption (amplitude contrast) in HRTEM and BF-STEM
+CORPUS_VERSION = 2  # the default; 2: absorption (amplitude contrast) in HRTEM and BF-STEM
+SEGMENT_CORPUS_VERSION = 3  # 3: particles of 1-60 nm (to larger than the field), on crystals too, cut by the border
 MODALITY_CYCLE = ("hrtem", "haadf", "hrtem", "adf", "hrtem", "haadf", "abf", "bf")
 MODALITIES = tuple(dict.fromkeys(MODALITY_CYCLE))
 SPLITS = {"train": 0, "val": 1, "test": 2}

@@ -144,9 +144,15 @@ def _motion_blur(rng: np.random.Generator, image: np.ndarray, max_px: float) -> 
     return out, {"drift_blur_px": round(length, 2), "vibration_px": round(vib, 2)}
 
 
-def _scan_distortion(rng: np.random.Generator, arrays: list[np.ndarray], orders: list[int]) -> tuple[list, dict]:
-    """Slow-scan drift: one affine warp (shear and stretch) applied to the scene and its labels."""
-    shear, stretch = float(rng.normal(0, 0.03)), float(rng.normal(0, 0.02))
+def _scan_distortion(
+    rng: np.random.Generator, arrays: list[np.ndarray], orders: list[int], warp: dict | None = None
+) -> tuple[list, dict]:
+    """Slow-scan drift: one affine warp (shear and stretch) applied to the scene and its labels;
+    ``warp`` (a previous call's parameters) applies the same warp again."""
+    if warp is None:
+        shear, stretch = float(rng.normal(0, 0.03)), float(rng.normal(0, 0.02))
+    else:
+        shear, stretch = warp["drift_shear"], warp["drift_stretch"]
     matrix = np.array([[1 + stretch, 0.0], [shear, 1.0]])
     out = []
     for array, order in zip(arrays, orders):

@@ -7,7 +7,7 @@ import numpy as np
 from emzoo.data.corpus.acquisition import _acquire
 from emzoo.data.corpus.constants import CORPUS_VERSION, MODALITY_CYCLE, SPLITS
 from emzoo.data.corpus.imaging import _absorb, _footprints, _hrtem, _motion_blur, _scan_distortion, _stem
-from emzoo.data.corpus.scene import _lattice, _place_particles, _support
+from emzoo.data.corpus.scene import _lattice, _place_large_particles, _place_particles, _support
 
 
 def _pixel_size(rng: np.random.Generator, modality: str, content: str) -> float:
@@ -15,6 +15,15 @@ def _pixel_size(rng: np.random.Generator, modality: str, content: str) -> float:
         content, (0.01, 0.1) if modality in ("hrtem", "bf") else (0.01, 0.2)
     )
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _content_v3(rng: np.random.Generator, modality: str) -> tuple[str, float]:
+    """Corpus 3: particles on amorphous or crystalline supports, particle-free lattices and supports,
+    and a pixel size spread log-uniformly over 0.005-0.2 nm/px (0.1 for coherent imaging)."""
+    content = str(rng.choice(["particles", "particles-on-lattice", "lattice", "support"], p=[0.5, 0.2, 0.15, 0.15]))
+    hi = 0.1 if modality in ("hrtem", "bf") else 0.2
+    lo, hi = {"lattice": (0.005, 0.03), "particles-on-lattice": (0.005, 0.05)}.get(content, (0.005, hi))
+    return content, float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
 def _content(rng: np.random.Generator, modality: str) -> str:
@@ -32,13 +41,29 @@ def simulate_sample(seed: int, split: str, index: int, size: int = 256, version:
 
     rng = np.random.default_rng([seed, SPLITS[split], index])
     modality = MODALITY_CYCLE[index % len(MODALITY_CYCLE)]
-    content = _content(rng, modality)
-    pixel_nm = _pixel_size(rng, modality, content)
+    if version >= 3:
+        content, pixel_nm = _content_v3(rng, modality)
+    else:
+        content = _content(rng, modality)
+        pixel_nm = _pixel_size(rng, modality, content)
     fov = size * pixel_nm * 10.0  # A
     gpts = 2 * size
     coherent = modality in ("hrtem", "bf")
     particles: list[dict] = []
-    if content == "lattice":
+    if version >= 3 and content in ("particles", "particles-on-lattice"):
+        on_lattice = content == "particles-on-lattice"
+        if on_lattice:
+            xyz, numbers, params = _lattice(rng, fov)
+        else:
+            xyz, numbers, params = _support(rng, fov, max_atoms=250_000 if coherent else 2_000_000)
+        particles = _place_large_particles(
+            rng, fov, pixel_nm * 10, max_atoms=300_000 if coherent else 4_000_000, crystalline_support=on_lattice
+        )
+        top = float(xyz[:, 2].max()) if len(xyz) else 0.0
+        for p in particles:
+            xyz = np.vstack([xyz, p["positions"] + [0, 0, top]])
+            numbers = np.concatenate([numbers, np.full(len(p["positions"]), atomic_numbers[p["element"]])])
+    elif content == "lattice":
         xyz, numbers, params = _lattice(rng, fov)
     else:
         xyz, numbers, params = _support(rng, fov, max_atoms=250_000 if coherent else 2_000_000)
@@ -62,7 +87,10 @@ def simulate_sample(seed: int, split: str, index: int, size: int = 256, version:
     labels, seen_diameters = _footprints(particles, fov, size)
     if modality != "hrtem":
         (image_2x,), warp = _scan_distortion(rng, [image_2x], [1])
-        (labels,), _ = _scan_distortion(np.random.default_rng([seed, SPLITS[split], index, 1]), [labels], [0])
+        # corpus 1 and 2 drew the labels' warp from another stream (masks off by up to a few pixels
+        # towards the border); corpus 3 warps the labels exactly as the image
+        label_rng = np.random.default_rng([seed, SPLITS[split], index, 1])
+        (labels,), _ = _scan_distortion(label_rng, [labels], [0], warp if version >= 3 else None)
         params.update(warp)
     signal = image_2x.reshape(size, 2, size, 2).mean(axis=(1, 3))
     recorded, (clean, bgfree, sr), acquisition = _acquire(rng, signal, image_2x, modality, pixel_nm, version)
@@ -86,6 +114,7 @@ def simulate_sample(seed: int, split: str, index: int, size: int = 256, version:
                 "diameter_nm": p["diameter_nm"],
                 "seen_diameter_nm": seen_diameters[k],
                 "arrangement": p["arrangement"],
+                **({"support": p["support"]} if "support" in p else {}),
             }
             for k, p in enumerate(particles)
             if k + 1 in present

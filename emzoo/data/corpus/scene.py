@@ -41,6 +41,29 @@ def _random_rotation(rng: np.random.Generator, zone_axis: bool) -> tuple[np.ndar
     return (spin * tilt).as_matrix(), f"[{zone}]"
 
 
+def _inside(pos: np.ndarray, shape: str, r: float) -> np.ndarray:
+    """Which fcc sites (A, centred) a particle of ``shape`` and radius ``r`` keeps."""
+    ax = np.abs(pos)
+    l1 = ax.sum(axis=1)
+    return {
+        "sphere": np.linalg.norm(pos, axis=1) <= r,
+        "octahedron": l1 <= 1.35 * r,
+        "truncated-octahedron": (l1 <= 1.5 * r) & (ax.max(axis=1) <= r),
+        "cuboctahedron": (ax[:, [0, 1, 2]] + ax[:, [1, 2, 0]]).max(axis=1) <= 1.4 * r,
+        "cube": ax.max(axis=1) <= 0.85 * r,
+        "twinned": (l1 <= 1.5 * r) & (ax.max(axis=1) <= r),
+    }[shape]
+
+
+def _twin(pos: np.ndarray, shape: str) -> np.ndarray:
+    """A twinned particle's one half mirrored through a {111} plane: a twin boundary across it."""
+    if shape == "twinned":
+        normal = np.ones(3) / np.sqrt(3)
+        side = pos @ normal > 0
+        pos[side] -= 2 * np.outer(pos[side] @ normal, normal)
+    return pos
+
+
 def _fcc_particle(rng: np.random.Generator, element: str, diameter_a: float) -> tuple[np.ndarray, str]:
     """Atom positions (A, centred) of one fcc nanoparticle and its shape name."""
     a = METALS[element]
@@ -62,21 +85,8 @@ def _fcc_particle(rng: np.random.Generator, element: str, diameter_a: float) -> 
     cells = np.stack(np.meshgrid(*[np.arange(-n, n + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
     basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
     pos = ((cells[:, None, :] + basis[None]) * a).reshape(-1, 3)
-    ax = np.abs(pos)
-    l1 = ax.sum(axis=1)
-    keep = {
-        "sphere": np.linalg.norm(pos, axis=1) <= r,
-        "octahedron": l1 <= 1.35 * r,
-        "truncated-octahedron": (l1 <= 1.5 * r) & (ax.max(axis=1) <= r),
-        "cuboctahedron": (ax[:, [0, 1, 2]] + ax[:, [1, 2, 0]]).max(axis=1) <= 1.4 * r,
-        "cube": ax.max(axis=1) <= 0.85 * r,
-        "twinned": (l1 <= 1.5 * r) & (ax.max(axis=1) <= r),
-    }[shape]
-    pos = pos[keep]
-    if shape == "twinned":  # mirror one half through a {111} plane: a twin boundary across the particle
-        normal = np.ones(3) / np.sqrt(3)
-        side = pos @ normal > 0
-        pos[side] -= 2 * np.outer(pos[side] @ normal, normal)
+    pos = _twin(pos[_inside(pos, shape, r)], shape)
+    if shape == "twinned":
         pos = np.unique(np.round(pos, 2), axis=0)
     return pos, shape
 
@@ -126,6 +136,92 @@ def _place_particles(rng: np.random.Generator, fov: float, pixel_a: float, max_a
                 "orientation": orientation,
                 "diameter_nm": round(d / 10, 3),
                 "arrangement": arrangement,
+            }
+        )
+        atoms_used += len(pos)
+    return particles
+
+
+LARGE_MAX_NM = 60.0  # corpus 3: particle diameters up to 60 nm, larger than the field at fine pixel sizes
+
+
+def _fcc_in_window(
+    rng: np.random.Generator, element: str, diameter_a: float, rotation: np.ndarray, centre: np.ndarray, fov: float
+) -> tuple[np.ndarray, str]:
+    """Atoms of one fcc particle (sphere, octahedron, truncated octahedron, cuboctahedron, cube or
+    twinned), rotated and centred, kept only where they project inside the field: a 60 nm particle
+    cut by a 3 nm field costs the atoms of its visible column, not its ~7 million. Built a layer of
+    unit cells at a time so memory stays flat whatever the size."""
+    a = METALS[element]
+    shape = str(rng.choice(PARTICLE_SHAPES[:6]))
+    r = diameter_a / 2
+    n = int(np.ceil(1.2 * r / a)) + 1
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    plane = np.stack(np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij"), -1).reshape(-1, 2)
+    kept = []
+    for i in range(-n, n + 1):
+        cells = np.column_stack([np.full(len(plane), i), plane])
+        pos = ((cells[:, None, :] + basis[None]) * a).reshape(-1, 3)
+        pos = _twin(pos[_inside(pos, shape, r)], shape) @ rotation.T
+        pos[:, :2] += centre
+        visible = np.all((pos[:, :2] >= 0) & (pos[:, :2] < fov), axis=1)
+        kept.append(pos[visible])
+    pos = np.concatenate(kept) if kept else np.zeros((0, 3))
+    if shape == "twinned":
+        pos = np.unique(np.round(pos, 2), axis=0)
+    return pos, shape
+
+
+def _place_large_particles(
+    rng: np.random.Generator, fov: float, pixel_a: float, max_atoms: int, crystalline_support: bool
+) -> list[dict]:
+    """Corpus 3: particles from ~6 px (at least 1 nm) up to 60 nm or 1.5 fields across, so at fine
+    pixel sizes one particle fills and overflows the crop; isolated, touching, overlapping or
+    agglomerated, often cut by the border. Atoms are kept inside the field only."""
+    element = str(rng.choice(sorted(METALS)))
+    d_min = max(10.0, 6 * pixel_a)
+    d_max = max(d_min * 1.5, min(10 * LARGE_MAX_NM, 1.5 * fov))
+    mean_d = float(np.exp(rng.uniform(np.log(d_min), np.log(d_max))))
+    coverage = rng.uniform(0.05, 0.5)
+    n = int(np.clip(round(coverage * fov**2 / (np.pi * mean_d**2 / 4)), 1, 40))
+    arrangement = str(rng.choice(["isolated", "touching", "overlapping", "agglomerate"], p=[0.4, 0.25, 0.15, 0.2]))
+    particles: list[dict] = []
+    atoms_used = 0
+    for _ in range(n):
+        d = float(np.clip(mean_d * rng.normal(1.0, 0.15), d_min * 0.8, d_max * 1.2))
+        radius = d / 2
+        rotation, orientation = _random_rotation(rng, zone_axis=rng.random() < 0.6)
+        for _attempt in range(60):
+            if particles and arrangement != "isolated" and rng.random() < 0.8:
+                other = particles[int(rng.integers(len(particles)))]
+                gap = {"touching": (0.92, 1.0), "overlapping": (0.55, 0.9), "agglomerate": (0.7, 0.98)}[arrangement]
+                angle = rng.uniform(0, 2 * np.pi)
+                centre = other["centre"] + (other["radius"] + radius) * rng.uniform(*gap) * np.array(
+                    [np.cos(angle), np.sin(angle)]
+                )
+            else:
+                centre = rng.uniform(-0.3 * radius, fov + 0.3 * radius, size=2)
+            factor = 1.0 if arrangement == "isolated" else 0.5
+            if all(np.linalg.norm(centre - p["centre"]) > factor * (p["radius"] + radius) + 2 for p in particles):
+                break
+        else:
+            continue
+        # the visible part only; skip a particle that would exceed the atom budget (the first one stays)
+        pos, shape = _fcc_in_window(rng, element, d, rotation, centre, fov)
+        if len(pos) == 0 or (atoms_used + len(pos) > max_atoms and particles):
+            continue
+        pos[:, 2] -= pos[:, 2].min()
+        particles.append(
+            {
+                "positions": pos,
+                "centre": centre,
+                "radius": radius,
+                "shape": shape,
+                "element": element,
+                "orientation": orientation,
+                "diameter_nm": round(d / 10, 3),
+                "arrangement": arrangement,
+                "support": "crystal" if crystalline_support else "amorphous",
             }
         )
         atoms_used += len(pos)

@@ -1,0 +1,54 @@
+"""A recipe is translated into a training configuration in one place (TrainConfig.from_recipe), so
+`pretrain/finetune --recipe`, `zoo build` and the recipe's card agree."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from emzoo.build import train_config
+from emzoo.cli import build_parser
+from emzoo.cli.train import _resolve
+from emzoo.train.config import TrainConfig
+from emzoo.zoo import RECIPES, ZOO
+
+
+def _cli(argv):
+    return _resolve(build_parser(argv).parse_args(argv), argv[0])
+
+
+def test_pretrain_recipe_is_followed_exactly():
+    cfg = _cli(["pretrain", "--recipe", "unet-2-44-emsim", "--data", "simulated", "--output-dir", "x"])
+    recipe = RECIPES[ZOO["unet-2-44-emsim"].recipe]
+    assert cfg.max_steps == 1000 and cfg.ndf == recipe.ndf == 16 and cfg.arch == "emzoo_unet_2_44"
+    assert cfg.batch_size == recipe.batch_size and cfg.image_size == recipe.image_size
+    explicit = _cli(["pretrain", "--recipe", "unet-2-44-emsim", "--data", "d", "--output-dir", "x", "--max-steps", "7"])
+    assert explicit.max_steps == 7  # the command line wins where it says something
+
+
+def test_finetune_recipe_keeps_the_recipes_head_setting_and_base():
+    cfg = _cli(["finetune", "--recipe", "unet-4-424-emsim-hrtem-seg", "--data", "d", "--output-dir", "x"])
+    assert cfg.prior_head == RECIPES["emsim-hrtem-seg"].prior_head
+    assert cfg.model == "unet-4-424-emsim" and cfg.task == "segment"
+
+
+def test_zoo_build_uses_the_same_translation(tmp_path):
+    entry = ZOO["unet-4-424-emsim-denoise"]
+    built = train_config(entry, tmp_path, tmp_path / "run", None)
+    direct = TrainConfig.from_recipe(entry.name, data=built.data, output_dir=built.output_dir)
+    for key in ("max_steps", "batch_size", "image_size", "lr", "betas", "ndf", "task", "mode"):
+        assert getattr(built, key) == getattr(direct, key), key
+
+
+def test_evaluate_command_runs(tmp_path):
+    from emzoo.data.simulate import simulated
+
+    data = simulated("segment", n=6, size=64, seed=0, progress=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "emzoo", "evaluate", "--model", "unet-2-44-emsim-hrtem-seg", "--data", str(data)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dice" in json.loads(proc.stdout)
+    assert Path(data).is_dir()
