@@ -253,20 +253,21 @@ def predict_files(
         _check_nothing_foreign(plan, out, analyse, options)
         for path, stem in tqdm(plan, desc="predict", unit="img", disable=not progress):
             _one(predictor, path, stem, out, task, analyse, options, report)
+        if report.skipped and not report.written and not report.done_before:
+            raise DataError(f"every input was bad ({len(report.skipped)}); first: {report.skipped[0]}")
+        with _manifest(out) as records:
+            done = {k: r for k, r in sorted(records.items()) if r["state"] == "done" and r.get("summary")}
+        if analyse and done:
+            summaries = {k: r["summary"] for k, r in done.items()}
+            _write_listing(out, SUMMARY, summaries)
+            report.particles = {k: v for k, v in summaries.items() if k in report.written}
+        if report.skipped:
+            _write_listing(out, SKIPPED, report.skipped)
     finally:
-        if created and not any(p for p in out.iterdir() if p.name not in (LOCK, MANIFEST)):
+        if created and out.is_dir() and not any(p for p in out.iterdir() if p.name not in (LOCK, MANIFEST)):
             for name in (LOCK, MANIFEST):
                 (out / name).unlink(missing_ok=True)
             out.rmdir()  # a refused or failed run leaves no empty folder behind
-    with _manifest(out) as records:
-        summaries = {k: r["summary"] for k, r in sorted(records.items()) if r.get("summary") and r["state"] == "done"}
-    if analyse and summaries:
-        _write_listing(out, SUMMARY, summaries)
-        report.particles = {k: v for k, v in summaries.items() if k in report.written}
-    if report.skipped:
-        _write_listing(out, SKIPPED, report.skipped)
-        if not report.written and not report.done_before:
-            raise DataError(f"every input was bad ({len(report.skipped)}); first: {report.skipped[0]}")
     return report
 
 
