@@ -14,7 +14,6 @@ from PIL import Image
 
 import emzoo
 from emzoo.export import export
-from emzoo.inference.predictor import predict
 from tests.conftest import trained_model
 
 
@@ -38,9 +37,11 @@ def test_segmentation_package_passes_bioimageio_core(seg_package):
     assert [p.id for p in descr.inputs[0].preprocessing if p.id != "ensure_dtype"] == ["zero_mean_unit_variance"]
     assert [p.id for p in descr.outputs[0].postprocessing if p.id != "ensure_dtype"] == ["sigmoid"]
     assert {"torchscript", "onnx"} <= set(descr.weights.available_formats)
-    # the test pair is emzoo's own prediction on the embedded simulated HRTEM example
+    # the test pair is emzoo's own prediction on the embedded simulated HRTEM example, with the network
+    # run as a package consumer runs it: native scale, its own zero padding (no scale ladder, no mirror)
     image = np.load(package / "test_input.npy")[0, 0]
-    expected = predict(emzoo.load(str(folder)), image, tile=0, output="probability")
+    net = emzoo.Predictor(emzoo.load(str(folder)), tile=0, output="probability", scale=1.0, mirror_border=False)
+    expected = net(image)
     np.testing.assert_allclose(np.load(package / "test_output.npy")[0, 0], expected, atol=1e-6)
     assert image.std() > 0 and 0 < expected.mean() < 1
     cover = Image.open(package / "cover.png")

@@ -25,7 +25,7 @@ def space_requirements() -> list[str]:
         req = Requirement(line)
         if req.marker is not None and not req.marker.evaluate({"extra": "demo"}):
             continue
-        if req.name.lower() in ("gradio", "emzoo"):
+        if req.name.lower().replace("-", "_") in ("gradio", "gradio_client", "emzoo"):  # gradio: the sdk
             continue
         req.marker = None
         out.append(str(req))
