@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 
 from emzoo.errors import EmzooError, missing_extra_message
@@ -69,6 +70,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# library arguments whose messages the CLI words as its flags (the library never quotes a flag)
+_FLAGGED = re.compile(
+    r"^(output_dir|pixel_size|scale|min_area_nm2|minutes|steps|method|patch|batch_size|model|tile|overlap)(=| )"
+)
+
+
+def _as_flags(message: str) -> str:
+    return _FLAGGED.sub(lambda m: "--" + {"patch": "patch_size"}.get(m[1], m[1]).replace("_", "-") + " ", message)
+
+
 def _command_of(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
@@ -106,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EmzooError as e:
-        print(f"emzoo: error: {e}", file=sys.stderr)
+        print(f"emzoo: error: {_as_flags(str(e))}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
         message = missing_extra_message(e)
