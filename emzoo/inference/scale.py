@@ -38,8 +38,10 @@ MAX_WORKING_PIXELS = 2**27  # 134 Mpx (~11,600^2): beyond this an upsampling ask
 MIN_WORKING_SIDE = 64  # px: the coarsest rung of the ladder keeps at least this many pixels across
 PIXEL_SLACK = 4.0  # auto may leave the trained pixel-size range by this factor when particles ask for it
 MIN_ROUNDNESS = 0.3  # minor/major axis: below this a "particle" is a stripe (lattice fringes)
+MIN_SOLIDITY = 0.7  # area / convex area: below this a "particle" is ragged texture
+MIN_SHAPED = 0.8  # a rung's mask is trusted when this much of it is particle-shaped
 DEFAULT_PARTICLE_PX = (6.0, 120.0)  # when a checkpoint records no particle range
-AGREEMENT = 0.85  # Dice between a finer rung's mask and the anchor's for the finer one to be used
+AGREEMENT = 0.85  # Dice between a rung's mask and the next coarser one's for the two to agree
 
 
 @dataclass
@@ -141,28 +143,25 @@ def zoom_limits(model: nn.Module, pixel_size_nm: float | None, shape: tuple[int,
     return lo, hi
 
 
-def particle_fit(mask: np.ndarray, particle_px: tuple[float, float]) -> tuple[float, float | None]:
-    """How much of ``mask`` is round particles within the trained diameter range, and their
-    area-weighted median diameter (px). Stripes (fringes) and blobs too large to have been seen
-    whole count against the fit."""
+def particle_fit(mask: np.ndarray, particle_px: tuple[float, float]) -> tuple[float, float | None, float]:
+    """How much of ``mask`` is round particles within the trained diameter range, their
+    area-weighted median diameter (px), and how much of it is particle-shaped at all (round and
+    solid, any size). Stripes (fringes) and ragged texture count against both."""
     from skimage.measure import label, regionprops
 
-    regions = regionprops(label(mask, connectivity=2))
+    regions = [r for r in regionprops(label(mask, connectivity=2)) if r.area >= 4]
     if not regions:
-        return 0.0, None
+        return 0.0, None, 0.0
     areas = np.array([r.area for r in regions], float)
     diameters = np.array([r.equivalent_diameter_area for r in regions])
     roundness = np.array([r.axis_minor_length / max(r.axis_major_length, 1e-6) for r in regions])
-    keep = areas >= 4
-    if not keep.any():
-        return 0.0, None
-    areas, diameters, roundness = areas[keep], diameters[keep], roundness[keep]
-    good = (diameters >= particle_px[0]) & (diameters <= particle_px[1]) & (roundness >= MIN_ROUNDNESS)
-    fit = float(areas[good].sum() / areas.sum())
+    solidity = np.array([r.solidity for r in regions])
+    shaped = (roundness >= MIN_ROUNDNESS) & (solidity >= MIN_SOLIDITY)
+    good = shaped & (diameters >= particle_px[0]) & (diameters <= particle_px[1])
     order = np.argsort(diameters)
     cumulative = np.cumsum(areas[order])
     median = float(diameters[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
-    return fit, median
+    return float(areas[good].sum() / areas.sum()), median, float(areas[shaped].sum() / areas.sum())
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -178,10 +177,11 @@ def choose_by_particles(
 ) -> tuple[float, dict[float, np.ndarray], list]:
     """Walk a ladder of zooms (factors of 2 from the finest allowed, at most 1 unless the particles
     are still small there, down to the coarsest); ``segment(zoom)`` returns the foreground
-    probability at that zoom. The anchor is the finest rung where the mask is mostly round particles
-    within the trained size range; a finer rung is used instead only while its mask agrees with the
-    anchor's (Dice >= ``AGREEMENT``): finer boundaries where the model sees the same particles,
-    the anchor where it sees fringes as stripes or misses particles larger than its field.
+    probability at that zoom. Chosen: the finest rung whose mask is particle-shaped (round, solid)
+    and agrees with the next coarser rung's, itself particle-shaped (Dice >= ``AGREEMENT``): the
+    finest scale where the model sees the same particles as one scale down. Stripes from lattice
+    fringes, ragged texture and particles missed at a fine scale fail this; failing everywhere,
+    the finest rung where the mask is round particles of the trained size.
     Returns the chosen zoom, the maps computed and a per-rung (zoom, fit, median diameter) table."""
     lo, hi = zoom_range
     top = min(max(1.0, lo), hi)
@@ -189,28 +189,29 @@ def choose_by_particles(
     while ladder[-1] / 2 >= lo * 0.999:
         ladder.append(ladder[-1] / 2)
     maps: dict[float, np.ndarray] = {}
-    table = []
+    rows = []  # (zoom, fit, median, shape quality)
     for zoom in ladder:
         maps[zoom] = segment(zoom)
-        table.append((zoom, *particle_fit(maps[zoom] >= 0.5, particle_px)))
+        rows.append((zoom, *particle_fit(maps[zoom] >= 0.5, particle_px)))
     # the particles are still small at the finest rung: go finer while the budget allows
-    while table[0][2] is not None and table[0][2] < particle_px[0] and table[0][0] * 2 <= hi * 1.001:
-        zoom = table[0][0] * 2
+    while rows[0][2] is not None and rows[0][2] < particle_px[0] and rows[0][0] * 2 <= hi * 1.001:
+        zoom = rows[0][0] * 2
         maps[zoom] = segment(zoom)
-        table.insert(0, (zoom, *particle_fit(maps[zoom] >= 0.5, particle_px)))
-    best_fit = max(fit for _, fit, _ in table)
-    if best_fit <= 0:  # no particle anywhere (or none of a trained size): the finest sensible rung
-        return (1.0 if 1.0 in maps else table[0][0]), maps, table
-    anchor = next(z for z, fit, _ in table if fit >= 0.8 * best_fit)
-    chosen = anchor
-    for zoom, _, _ in table:  # finest first
-        if zoom <= anchor:
-            break
-        reference = resample(maps[anchor], maps[zoom].shape) >= 0.5
+        rows.insert(0, (zoom, *particle_fit(maps[zoom] >= 0.5, particle_px)))
+    table = [(z, fit, median) for z, fit, median, _ in rows]
+    # finest first: a rung whose mask is particle-shaped and agrees with the next coarser one's,
+    # itself particle-shaped (the same particles seen at two scales: not stripes, not texture)
+    for (zoom, _, median, shape), (coarser, _, _, coarse_shape) in zip(rows, rows[1:]):
+        if median is None or shape < MIN_SHAPED or coarse_shape < MIN_SHAPED:
+            continue
+        reference = resample(maps[coarser], maps[zoom].shape) >= 0.5
         if _dice(maps[zoom] >= 0.5, reference) >= AGREEMENT:
-            chosen = zoom
-            break
-    return chosen, maps, table
+            return zoom, maps, table
+    best_fit = max(fit for _, fit, _ in table)
+    if best_fit <= 0:  # no particle of a trained size anywhere: the finest sensible rung
+        return (1.0 if 1.0 in maps else table[0][0]), maps, table
+    # no two scales agree: the finest rung where the mask is round particles of a trained size
+    return next(z for z, fit, _ in table if fit >= 0.8 * best_fit), maps, table
 
 
 def resample(array: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndarray:
