@@ -244,13 +244,21 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="test images per model (default: all)")
     parser.add_argument("--large", type=int, default=4, help="extra 1024^2 STEM scenes with large particles")
     parser.add_argument("--out", type=Path, default=Path("docs/bench_segment.json"))
+    parser.add_argument("--append", action="store_true", help="keep the other models already in --out")
     args = parser.parse_args()
     names = args.models or [n for n, e in sorted(ZOO.items()) if e.shipped_folder is not None and e.task == "segment"]
     start = time.perf_counter()
     models = [bench_model(name, args.limit, args.large) for name in names]
+    seconds = time.perf_counter() - start
+    if args.append and args.out.is_file():
+        before = json.loads(args.out.read_text())
+        models = [m for m in before["models"] if m["model"] not in names] + models
+        seconds += before["seconds"]
     result = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
+        "limit": args.limit,
+        "large": args.large,
         "models": models,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ MIN_ROUNDNESS = 0.3  # minor/major axis: below this a "particle" is a stripe (la
 MIN_SOLIDITY = 0.7  # area / convex area: below this a "particle" is ragged texture
 MIN_SHAPED = 0.8  # a rung's mask is trusted when this much of it is particle-shaped
 DEFAULT_PARTICLE_PX = (6.0, 120.0)  # when a checkpoint records no particle range
+EMPTY_FRACTION = 0.005  # a native mask below this area is taken as particle-free (coarser rungs are not asked)
 AGREEMENT = 0.85  # Dice between a rung's mask and the next coarser one's for the two to agree
 
 
@@ -199,6 +200,9 @@ def choose_by_particles(
         maps[zoom] = segment(zoom)
         rows.insert(0, (zoom, *particle_fit(maps[zoom] >= 0.5, particle_px)))
     table = [(z, fit, median) for z, fit, median, _ in rows]
+    native = 1.0 if 1.0 in maps else rows[0][0]
+    if float((maps[native] >= 0.5).mean()) < EMPTY_FRACTION:  # (nearly) particle-free where the model sees finest
+        return native, maps, table
     # finest first: a rung whose mask is particle-shaped and agrees with the next coarser one's,
     # itself particle-shaped (the same particles seen at two scales: not stripes, not texture)
     for (zoom, _, median, shape), (coarser, _, _, coarse_shape) in zip(rows, rows[1:]):
