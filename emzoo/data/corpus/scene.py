@@ -91,6 +91,20 @@ def _fcc_particle(rng: np.random.Generator, element: str, diameter_a: float) -> 
     return pos, shape
 
 
+def _record(pos, centre, radius, shape, element, orientation, diameter_a, arrangement) -> dict:
+    """One placed particle: its atoms (A) and what the corpus index says of it."""
+    return {
+        "positions": pos,
+        "centre": centre,
+        "radius": radius,
+        "shape": shape,
+        "element": element,
+        "orientation": orientation,
+        "diameter_nm": round(diameter_a / 10, 3),
+        "arrangement": arrangement,
+    }
+
+
 def _place_particles(rng: np.random.Generator, fov: float, pixel_a: float, max_atoms: int) -> list[dict]:
     """Particles of one element and a common size (15% spread) at a random coverage, with an
     arrangement: isolated, touching or overlapping. Positions in A, z from 0 up."""
@@ -126,18 +140,7 @@ def _place_particles(rng: np.random.Generator, fov: float, pixel_a: float, max_a
             continue
         pos[:, :2] += centre
         pos[:, 2] -= pos[:, 2].min()
-        particles.append(
-            {
-                "positions": pos,
-                "centre": centre,
-                "radius": radius,
-                "shape": shape,
-                "element": element,
-                "orientation": orientation,
-                "diameter_nm": round(d / 10, 3),
-                "arrangement": arrangement,
-            }
-        )
+        particles.append(_record(pos, centre, radius, shape, element, orientation, d, arrangement))
         atoms_used += len(pos)
     return particles
 
@@ -211,19 +214,8 @@ def _place_large_particles(
         if len(pos) == 0 or (atoms_used + len(pos) > max_atoms and particles):
             continue
         pos[:, 2] -= pos[:, 2].min()
-        particles.append(
-            {
-                "positions": pos,
-                "centre": centre,
-                "radius": radius,
-                "shape": shape,
-                "element": element,
-                "orientation": orientation,
-                "diameter_nm": round(d / 10, 3),
-                "arrangement": arrangement,
-                "support": "crystal" if crystalline_support else "amorphous",
-            }
-        )
+        record = _record(pos, centre, radius, shape, element, orientation, d, arrangement)
+        particles.append(dict(record, support="crystal" if crystalline_support else "amorphous"))
         atoms_used += len(pos)
     return particles
 
