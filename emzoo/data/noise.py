@@ -41,13 +41,17 @@ def realistic_noise(
     return np.stack(out)
 
 
+def neighbour_correlation(noise: np.ndarray) -> tuple[float, float]:
+    """Correlation of ``noise`` between vertical and between horizontal neighbours (mean removed)."""
+    d = noise.astype(np.float64) - noise.mean()
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        return float((a * b).mean() / max(np.sqrt((a * a).mean() * (b * b).mean()), 1e-12))
+
+    return corr(d[1:], d[:-1]), corr(d[:, 1:], d[:, :-1])
+
+
 def measured_correlation(frame_a: np.ndarray, frame_b: np.ndarray) -> tuple[float, float]:
     """Noise correlation of vertical and horizontal neighbours from two frames of one field (their
     difference is noise only): how the correlation quoted above is measured on real frames."""
-    d = (frame_a - frame_b).astype(np.float64)
-    d -= d.mean()
-
-    def corr(a: np.ndarray, b: np.ndarray) -> float:
-        return float((a * b).mean() / np.sqrt((a * a).mean() * (b * b).mean()))
-
-    return corr(d[1:], d[:-1]), corr(d[:, 1:], d[:, :-1])
+    return neighbour_correlation(frame_a.astype(np.float64) - frame_b)

@@ -25,6 +25,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from emzoo.data import transforms as T
+from emzoo.data.noise import neighbour_correlation
 from emzoo.errors import DataError
 from emzoo.fsutil import atomic_write, atomic_write_text
 
@@ -44,12 +45,7 @@ def noise_correlation(image: np.ndarray) -> tuple[float, float]:
     """Correlation of the noise between vertical and between horizontal neighbours, from the
     residual of a 3x3 median (signal mostly removed); white noise gives equal values on both axes."""
     residual = image - ndimage.median_filter(image, size=3, mode="reflect")
-    residual = residual[2:-2, 2:-2] - residual[2:-2, 2:-2].mean()
-
-    def corr(a: np.ndarray, b: np.ndarray) -> float:
-        return float((a * b).mean() / max(np.sqrt((a * a).mean() * (b * b).mean()), 1e-12))
-
-    return corr(residual[1:], residual[:-1]), corr(residual[:, 1:], residual[:, :-1])
+    return neighbour_correlation(residual[2:-2, 2:-2])
 
 
 def correlated_axis(images: list[np.ndarray]) -> int | None:
