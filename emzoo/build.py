@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from emzoo.data.corpus import SEGMENT_GROUP, default_corpus, records
-from emzoo.errors import EmzooError
+from emzoo.errors import ConfigError, ModelNotFoundError
 from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
 from emzoo.hub import CONFIG_NAME, load, provenance_cfg, save_pretrained
 from emzoo.hub.publish import write_cards
@@ -172,13 +172,13 @@ def build_one(
     if warm:
         base_folder = out / entry.name
         if not (base_folder / "model.safetensors").is_file():
-            raise EmzooError(f"{entry.name}: not built yet; a warm start continues from shipped weights")
+            raise ConfigError(f"{entry.name}: not built yet; a warm start continues from shipped weights")
         previous_cost = load(base_folder).emzoo_cfg.get("train_cost") or {}
         steps = steps or WARM_STEPS["hrnet" if entry.arch.startswith("emzoo_hrnet") else "unet"]
     elif entry.base_model:
         base_folder = out / entry.base_model
         if not (base_folder / "model.safetensors").is_file():
-            raise EmzooError(f"{entry.name}: its pretext checkpoint {entry.base_model} is not built yet")
+            raise ConfigError(f"{entry.name}: its pretext checkpoint {entry.base_model} is not built yet")
     runs_before = len(previous_cost.get("runs", [])) or (1 if previous_cost else 0)
     run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
     start = time.perf_counter()
@@ -302,7 +302,7 @@ def build(
     if names:
         unknown = sorted(set(names) - {e.name for e in entries})
         if unknown:
-            raise EmzooError(f"not shipped checkpoints: {', '.join(unknown)} (see `emzoo zoo build --list`)")
+            raise ModelNotFoundError(f"not shipped checkpoints: {', '.join(unknown)} (see `emzoo zoo build --list`)")
         entries = [e for e in entries if e.name in names]
     runs = Path(runs) if runs else cache_root() / "zoo-build"
     done = []

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from emzoo.errors import EmzooError
+from emzoo.errors import ConfigError
 
 
 def _umask() -> int:
@@ -48,15 +48,15 @@ def new_folder(out: str | Path, flag: str = "--out", *, replace: bool = False) -
     which swaps a previous ``out`` for the new one whole."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise EmzooError(f"{flag} {out}: is a file; expected a new folder (nothing was overwritten)")
+        raise ConfigError(f"{flag} {out}: is a file; expected a new folder (nothing was overwritten)")
     if not replace and out.exists() and any(out.iterdir()):
-        raise EmzooError(f"{flag} {out}: exists and is not empty; choose a new folder (nothing was overwritten)")
+        raise ConfigError(f"{flag} {out}: exists and is not empty; choose a new folder (nothing was overwritten)")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", dir=out.parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 likewise
     except OSError as e:
-        raise EmzooError(f"{flag} {out}: cannot create it ({e.strerror})") from None
+        raise ConfigError(f"{flag} {out}: cannot create it ({e.strerror})") from None
     try:
         yield tmp
         old = out.with_name(f".{out.name}.old")

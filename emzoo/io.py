@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from emzoo.errors import EmzooError
+from emzoo.errors import ConfigError, DataError, EmzooError
 from emzoo.fsutil import atomic_write
 
 FORMATS = {
@@ -50,7 +50,7 @@ UNIT_TO_NM = {
 def format_of(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise EmzooError(
+        raise DataError(
             f"{path}: unsupported format '{suffix or '(none)'}'; expected one of {', '.join(sorted(FORMATS))}"
         )
     return FORMATS[suffix]
@@ -121,7 +121,7 @@ def _read_rsciio(path: Path, fmt: str) -> tuple[np.ndarray, dict]:
     signals = file_reader(str(path))
     images = [s for s in signals if np.asarray(s["data"]).ndim >= 2]
     if not images:
-        raise EmzooError(f"{path}: holds no image (only {len(signals)} spectra or 1-D signals)")
+        raise DataError(f"{path}: holds no image (only {len(signals)} spectra or 1-D signals)")
     signal = images[0]
     array = np.asarray(signal["data"])
     signal_axes = [a for a in signal.get("axes", []) if not a.get("navigate", False)]
@@ -148,11 +148,11 @@ def read(
     ``frames`` and ``format``."""
     frames = frames or ("each" if allow_stack else "single")
     if frames not in FRAMES:
-        raise EmzooError(f"frames={frames!r}: expected one of {', '.join(FRAMES)}")
+        raise ConfigError(f"frames={frames!r}: expected one of {', '.join(FRAMES)}")
     path = Path(path)
     fmt = format_of(path)
     if not path.is_file():
-        raise EmzooError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     try:
         if fmt in ("png", "jpeg"):
             array, meta = _read_pil(path)
@@ -168,9 +168,9 @@ def read(
         raise
     except Exception as e:  # every library has its own exceptions for corrupt files
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise EmzooError(f"{path}: cannot read as {fmt.upper()} (corrupt or truncated?): {detail}") from None
+        raise DataError(f"{path}: cannot read as {fmt.upper()} (corrupt or truncated?): {detail}") from None
     if np.iscomplexobj(array) or array.dtype.fields is not None:
-        raise EmzooError(f"{path}: complex or RGB-structured data ({array.dtype}); expected a real-valued image")
+        raise DataError(f"{path}: complex or RGB-structured data ({array.dtype}); expected a real-valued image")
     while array.ndim > 2 and array.shape[0] == 1:  # (1, H, W), (1, 1, H, W): one image
         array = array[0]
     if array.ndim == 3 and array.shape[-1] == 1:  # (H, W, 1): one channel
@@ -178,14 +178,14 @@ def read(
     if array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4:  # an RGB(A) rendering
         array = array[..., :3] @ np.array([0.299, 0.587, 0.114])
     if array.ndim not in (2, 3):
-        raise EmzooError(f"{path}: array of shape {array.shape}; expected a 2-D image or a stack of them")
+        raise DataError(f"{path}: array of shape {array.shape}; expected a 2-D image or a stack of them")
     if min(array.shape[-2:]) < 2:
-        raise EmzooError(f"{path}: {array.shape[-2]}x{array.shape[-1]} pixels; expected an image of at least 2x2")
+        raise DataError(f"{path}: {array.shape[-2]}x{array.shape[-1]} pixels; expected an image of at least 2x2")
     n_frames = array.shape[0] if array.ndim == 3 else 1
     if array.ndim == 3 and frames == "single":
-        raise EmzooError(
+        raise DataError(
             f"{path}: a stack of {n_frames} frames of {array.shape[1]}x{array.shape[2]}; expected one image "
-            "(predict each frame with --frames each, or their average with --frames mean)"
+            "(predict each frame with frames='each', or their average with frames='mean')"
         )
     if array.ndim == 3 and frames == "mean":
         array = array.mean(axis=0, dtype=np.float64)
@@ -198,9 +198,9 @@ def check_image(array: np.ndarray, name: str | Path) -> None:
     """Reject what no model can use: NaN/Inf and constant images."""
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
-        raise EmzooError(f"{name}: {bad} NaN/Inf pixels; expected finite values")
+        raise DataError(f"{name}: {bad} NaN/Inf pixels; expected finite values")
     if float(array.max()) == float(array.min()):
-        raise EmzooError(f"{name}: constant image (every pixel {float(array.min())}); nothing to learn or predict")
+        raise DataError(f"{name}: constant image (every pixel {float(array.min())}); nothing to learn or predict")
 
 
 # ------------------------------------------------------------------------------------- write
@@ -258,4 +258,4 @@ def write(path: str | Path, array: np.ndarray, meta: dict | None = None, *, dtyp
                     mrc.voxel_size = meta["pixel_size_nm"] * 10.0
 
         return atomic_write(path, _mrc)
-    raise EmzooError(f"{path}: emzoo writes TIFF, PNG, MRC and NPY; got '{path.suffix}'")
+    raise ConfigError(f"{path}: emzoo writes TIFF, PNG, MRC and NPY; got '{path.suffix}'")

@@ -119,7 +119,7 @@ def test_stacks_predict_each_frame_or_their_mean(tmp_path, capsys, denoiser):
     )
     assert code == 0, err
     assert emzoo_io.read(tmp_path / "m" / "movie.tif")[0].shape == (64, 64)
-    with pytest.raises(EmzooError, match="stack of 2 frames.*--frames"):
+    with pytest.raises(EmzooError, match="stack of 2 frames.*frames="):
         emzoo_io.read(tmp_path / "movie.mrc")
 
 

@@ -57,3 +57,24 @@ def test_download_from_cache_verifies(tmp_path):
     proc = run("download", entry.name, "--revision", "v2", env={"HF_HUB_CACHE": str(cache)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(snapshot)
+
+
+def test_library_names_its_arguments_and_the_cli_words_them_as_flags(tmp_path):
+    """The library never quotes a flag; the CLI turns the argument names into the flags typed."""
+    from emzoo.cli import _as_flags, _flags_of, build_parser
+
+    flags = _flags_of(build_parser(["adapt"]), "adapt")
+    assert _as_flags("patch=4: expected a whole number >= 16", flags) == "--patch-size 4: expected a whole number >= 16"
+    assert _as_flags("x.mrc: a stack; use frames='mean'", _flags_of(build_parser(["predict"]), "predict")) == (
+        "x.mrc: a stack; use --frames mean"
+    )
+    assert _as_flags("lower `batch_size`; pass overwrite=True", _flags_of(build_parser(["predict"]), "predict")) == (
+        "lower --batch-size; pass --overwrite"
+    )
+    assert _as_flags("unknown=3 and `nothing`", flags) == "unknown=3 and `nothing`"
+    assert_one_line_error(
+        run("data", "corpus", "--n-train", "-1", "--out", str(tmp_path / "c")), "--n-train -1: expected a count"
+    )
+    assert_one_line_error(
+        run("data", "simulate", "--task", "denoise", "--n", "2", "--out", str(tmp_path / "s")), "--n 2:"
+    )

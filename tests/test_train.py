@@ -231,7 +231,7 @@ def test_bad_runs_stop_early_with_one_line(tmp_path, tem_data, seg_data):
         Trainer(cfg(tmp_path / "b", tem_data, mode="finetune", model="random:emzoo_unet_2_44", task="segment"))
     with pytest.raises(EmzooError, match="smaller than the crop size 64"):
         Trainer(cfg(tmp_path / "c", tem_data, image_size=64))
-    with pytest.raises(EmzooError, match="--batch-size 64: larger than the training split"):
+    with pytest.raises(EmzooError, match="batch_size 64: larger than the training split"):
         Trainer(cfg(tmp_path / "d", tem_data, batch_size=64))
     (tmp_path / "e" / "run").mkdir(parents=True)
     (tmp_path / "e" / "run" / "notes.txt").write_text("mine")

@@ -8,7 +8,7 @@ import logging
 import re
 import sys
 
-from emzoo.errors import EmzooError, missing_extra_message
+from emzoo.errors import EmzooError, ModelNotFoundError, missing_extra_message
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
@@ -16,7 +16,7 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
     names = list_models(args.pattern)
     if not names:
-        raise EmzooError(f"no zoo entry matches '{args.pattern}' (see `emzoo list`)")
+        raise ModelNotFoundError(f"no zoo entry matches '{args.pattern}' (see `emzoo list`)")
     width = max(len(n) for n in names)
     for name in names:
         e = ZOO[name]
@@ -70,14 +70,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-# library arguments whose messages the CLI words as its flags (the library never quotes a flag)
-_FLAGGED = re.compile(
-    r"^(output_dir|pixel_size|scale|min_area_nm2|minutes|steps|method|patch|batch_size|model|tile|overlap)(=| )"
-)
+def _flags_of(parser: argparse.ArgumentParser, command: str | None) -> dict[str, str]:
+    """Each argument's library name (its dest) and the flag that sets it in ``command``."""
+    flags: dict[str, str] = {}
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sub in subparsers:
+        chosen = sub.choices.get(command or "")
+        for action in chosen._actions if chosen is not None else ():
+            if action.option_strings and action.dest != "help":
+                flags[action.dest] = max(action.option_strings, key=len)
+            if isinstance(action, argparse._SubParsersAction):  # `emzoo data corpus`, `emzoo zoo build`
+                for nested in action.choices.values():
+                    flags.update({a.dest: max(a.option_strings, key=len) for a in nested._actions if a.option_strings})
+    return flags
 
 
-def _as_flags(message: str) -> str:
-    return _FLAGGED.sub(lambda m: "--" + {"patch": "patch_size"}.get(m[1], m[1]).replace("_", "-") + " ", message)
+def _as_flags(message: str, flags: dict[str, str]) -> str:
+    """The library names arguments as in Python (``batch_size 0: ...``, ``frames='mean'``); the
+    CLI words them as the flags the user typed (``--batch-size 0: ...``, ``--frames mean``)."""
+    message = re.sub(r"^([a-z][a-z0-9_]*)(=| )", lambda m: f"{flags[m[1]]} " if m[1] in flags else m[0], message)
+    message = re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: flags.get(m[1], m[0]), message)
+    return re.sub(
+        r"\b([a-z][a-z0-9_]*)=(['\"]?)([\w.-]+)\2",
+        lambda m: (flags[m[1]] if m[3] == "True" else f"{flags[m[1]]} {m[3]}") if m[1] in flags else m[0],
+        message,
+    )
 
 
 def _command_of(argv: list[str]) -> str | None:
@@ -117,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EmzooError as e:
-        print(f"emzoo: error: {_as_flags(str(e))}", file=sys.stderr)
+        print(f"emzoo: error: {_as_flags(str(e), _flags_of(parser, args.command))}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
         message = missing_extra_message(e)

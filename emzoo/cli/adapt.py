@@ -17,7 +17,7 @@ def _cmd_adapt(args: argparse.Namespace) -> None:
         steps=args.steps,
         method=args.method,
         pixel_size=args.pixel_size,
-        patch=args.patch_size,
+        patch=args.patch,
         batch_size=args.batch_size,
         seed=args.seed,
         progress=not args.quiet,
@@ -43,7 +43,7 @@ def add_commands(sub) -> None:
     budget.add_argument("--steps", type=int, help="optimiser steps instead of a time budget")
     p.add_argument("--method", choices=("auto", "n2v", "n2n"), default="auto", help="auto: n2n for frame series")
     p.add_argument("--pixel-size", type=float, help="nm per pixel, where the files do not say")
-    p.add_argument("--patch-size", type=int, default=64, help="training patch side in pixels (default 64)")
+    p.add_argument("--patch-size", dest="patch", type=int, default=64, help="training patch side in px (default 64)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")

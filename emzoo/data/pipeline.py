@@ -32,7 +32,7 @@ def _check_mask(mask: np.ndarray, name: str, num_classes: int) -> np.ndarray:
         return (mask > 0).astype(np.float32)
     if not np.all(np.isin(values, np.arange(max(num_classes, 2)))):
         shown = ", ".join(f"{v:g}" for v in values[:6])
-        raise EmzooError(
+        raise DataError(
             f"{name}: mask values {{{shown}{', ...' if len(values) > 6 else ''}}}; expected class ids "
             f"0..{max(num_classes, 2) - 1} (or 0/255 for a binary mask)"
         )
@@ -73,9 +73,9 @@ class SampleRecipe:
             target = apply_params(target, params)
         if size is not None:
             if min(image.shape) < in_size:
-                raise EmzooError(
+                raise DataError(
                     f"{name}: image {image.shape[0]}x{image.shape[1]} is smaller than the crop size {in_size}; "
-                    "lower --image-size"
+                    "lower `image_size`"
                 )
             top, left = T.random_crop_box(image.shape, in_size, rng if self.augment else None)
             image = image[top : top + in_size, left : left + in_size]
@@ -134,7 +134,7 @@ class EMDataset(Dataset):
                 if str(e) not in self.skipped:
                     self.skipped.append(str(e))
                     _log.warning("skipped: %s", e)
-        raise EmzooError(f"every sample of this dataset is bad; first problem: {self.skipped[0]}")
+        raise DataError(f"every sample of this dataset is bad; first problem: {self.skipped[0]}")
 
 
 class StreamingEMDataset(IterableDataset):

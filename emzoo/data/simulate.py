@@ -24,7 +24,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from emzoo import io
-from emzoo.errors import ConfigError, EmzooError
+from emzoo.errors import ConfigError
 from emzoo.fsutil import cache_root, new_folder
 from emzoo.tasks import RESTORATION_TASKS, TASK_NAMES
 
@@ -251,7 +251,7 @@ def _split_counts(n: int) -> dict[str, int]:
     n_test = max(1, round(n * SPLIT_FRACTIONS["test"]))
     n_train = n - n_val - n_test
     if n_train < 1:
-        raise EmzooError(f"--n {n}: too few images for train/val/test splits; use at least 3")
+        raise ConfigError(f"n {n}: too few images for train/val/test splits; use at least 3")
     return {"train": n_train, "val": n_val, "test": n_test}
 
 
@@ -322,6 +322,7 @@ def simulate_dataset(task: str, out: str | Path, n: int = 24, size: int = 256, s
         raise ConfigError(f"task {task!r}: expected one of {', '.join(TASK_NAMES)}")
     if size < 32 or size % 2:
         raise ConfigError(f"size {size}: expected an even size of at least 32 pixels")
+    _split_counts(n)  # refuse too few images before any folder or progress bar appears
     rng = np.random.default_rng(seed)
     with new_folder(out) as tmp:
         with tqdm(total=n, desc=f"simulating {task}", disable=not progress, unit="img") as bar:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from emzoo import io
-from emzoo.errors import EmzooError
+from emzoo.errors import ConfigError, DataError, EmzooError
 from emzoo.tasks import RESTORATION_TASKS, get_task
 
 _log = logging.getLogger(__name__)
@@ -110,14 +110,14 @@ class HDF5Source(Source):
                         n_labels = f[label_key].shape[0]
                         label_hw = f[label_key].shape[-2:]
                     if n_labels != n or label_hw != image_hw:
-                        raise EmzooError(
+                        raise DataError(
                             f"{label_file}: labels {n_labels}x{tuple(label_hw)} do not match images "
                             f"{n}x{tuple(image_hw)} in {image_file}"
                         )
             except EmzooError:
                 raise
             except Exception as e:
-                raise EmzooError(f"{image_file}: cannot read as HDF5 ({e})") from None
+                raise DataError(f"{image_file}: cannot read as HDF5 ({e})") from None
             self.index += [(k, i) for i in range(n)]
         self._handles: dict[Path, Any] = {}
         self._pid = os.getpid()
@@ -201,11 +201,11 @@ def detect_layout(path: str | Path) -> str:
     """Name the layout of a dataset folder (or HDF5 file)."""
     root = Path(path)
     if not root.exists():
-        raise EmzooError(f"{root}: no such file or folder")
+        raise DataError(f"{root}: no such file or folder")
     if root.is_file():
         if root.suffix.lower() in HDF5_SUFFIXES:
             return "au-hdf5"
-        raise EmzooError(f"{root}: a dataset is a folder (or an HDF5 file); got a {root.suffix} file")
+        raise DataError(f"{root}: a dataset is a folder (or an HDF5 file); got a {root.suffix} file")
     probe = root
     if has_split_dirs(root):
         probe = next(_split_root(root, s) for s in SPLIT_DIRS if _split_root(root, s) is not None)
@@ -219,7 +219,7 @@ def detect_layout(path: str | Path) -> str:
         return "au-hdf5"
     if any(True for _ in _list_images(probe)[:1]):
         return "unlabeled"
-    raise EmzooError(
+    raise DataError(
         f"{root}: no images found; expected image files (PNG/TIFF/MRC/DM3/DM4/EMD/SER/NPY), "
         "TEMImageNet folders, images/ + masks/, HDF5 patches or a metadata.jsonl"
     )
@@ -240,7 +240,7 @@ def _paired(root: Path, image_dir: str, target_dir: str, skip_bad: bool, report:
         if key not in targets:
             msg = f"{images[key]}: no matching target in {root / target_dir}"
             if not skip_bad:
-                raise EmzooError(msg)
+                raise DataError(msg)
             report.append(msg)
             continue
         files.append(images[key])
@@ -256,7 +256,7 @@ def _hdf5_pairs(files: list[Path], task: str) -> list[tuple[Path, str, Path | No
             with h5py.File(path, "r") as f:
                 return set(f.keys())
         except Exception as e:
-            raise EmzooError(f"{path}: cannot read as HDF5 ({e})") from None
+            raise DataError(f"{path}: cannot read as HDF5 ({e})") from None
 
     pairs = []
     by_name = {p.name.lower(): p for p in files}
@@ -268,14 +268,14 @@ def _hdf5_pairs(files: list[Path], task: str) -> list[tuple[Path, str, Path | No
         elif "images" in lower and "images" in k:
             label_path = by_name.get(lower.replace("images", "labels"))
             if label_path is None and get_task(task).segmentation:
-                raise EmzooError(f"{path}: no matching labels file ({path.name} with 'labels' for 'images')")
+                raise DataError(f"{path}: no matching labels file ({path.name} with 'labels' for 'images')")
             pairs.append((path, "images", label_path, "labels" if label_path else None))
         elif "labels" in lower:
             continue
         elif "images" not in k:
-            raise EmzooError(f"{path}: no 'images' dataset (found {sorted(k)})")
+            raise DataError(f"{path}: no 'images' dataset (found {sorted(k)})")
     if not pairs:
-        raise EmzooError(f"{files[0].parent}: HDF5 files but none with an 'images' dataset")
+        raise DataError(f"{files[0].parent}: HDF5 files but none with an 'images' dataset")
     return pairs
 
 
@@ -299,11 +299,11 @@ def open_source(
 ) -> SourceSpec:
     """The samples of one split of a dataset, in the layout found at ``path``."""
     if split not in SPLIT_DIRS:
-        raise EmzooError(f"--split {split}: expected one of {', '.join(SPLIT_DIRS)}")
+        raise ConfigError(f"split {split}: expected one of {', '.join(SPLIT_DIRS)}")
     root = Path(path)
     layout = detect_layout(root)
     if task not in LAYOUT_TASKS[layout]:
-        raise EmzooError(
+        raise ConfigError(
             f"{root}: a {layout} dataset cannot train '{task}'; it supports {', '.join(LAYOUT_TASKS[layout])}"
         )
     if layout == "imagefolder":
@@ -317,7 +317,7 @@ def open_source(
         if target_dir is None:  # pretext: the clean noNoise images are the unlabeled pool
             target_dir = "noNoise"
         if not (base / target_dir).is_dir():
-            raise EmzooError(f"{base}: no {target_dir}/ folder for task '{task}'")
+            raise DataError(f"{base}: no {target_dir}/ folder for task '{task}'")
         inputs, targets = _paired(base, "image", target_dir, skip_bad, skipped)
         if get_task(task).pretext:
             source: Source = FileSource(targets, None, "temimagenet", root)
@@ -339,7 +339,7 @@ def open_source(
         keep = [i for i in range(len(source)) if _hash_split(source.name(i), *fractions) == split]
         source = Subset(source, keep)
     if len(source) == 0:
-        raise EmzooError(f"{root}: the '{split}' split is empty ({layout} layout); add data or change the split")
+        raise DataError(f"{root}: the '{split}' split is empty ({layout} layout); add data or change the split")
     return SourceSpec(source, layout, skipped)
 
 
@@ -364,19 +364,19 @@ def _hf_source(root: Path, task: str, split: str, streaming: bool):
     try:
         ds = datasets.load_dataset("imagefolder", data_dir=str(root), split=hf_split, streaming=streaming)
     except ValueError as e:
-        raise EmzooError(f"{root}: imagefolder has no '{hf_split}' split ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{root}: imagefolder has no '{hf_split}' split ({str(e).splitlines()[0]})") from None
     except Exception as e:
-        raise EmzooError(f"{root}: cannot load as a Hugging Face imagefolder ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{root}: cannot load as a Hugging Face imagefolder ({str(e).splitlines()[0]})") from None
     columns = set(ds.column_names or ds.features or [])
     target_column = None
     if get_task(task).segmentation:
         target_column = "mask" if "mask" in columns else None
         if target_column is None:
-            raise EmzooError(f"{root}/metadata.jsonl: segmentation needs a 'mask_file_name' column")
+            raise DataError(f"{root}/metadata.jsonl: segmentation needs a 'mask_file_name' column")
     elif not get_task(task).pretext:
         target_column = "target" if "target" in columns else None
         if target_column is None:
-            raise EmzooError(f"{root}/metadata.jsonl: task '{task}' needs a 'target_file_name' column")
+            raise DataError(f"{root}/metadata.jsonl: task '{task}' needs a 'target_file_name' column")
     if streaming:
         return _HFStream(ds, target_column)
     return HFSource(ds, target_column)

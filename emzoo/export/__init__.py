@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from emzoo.errors import ConfigError, EmzooError
+from emzoo.errors import CheckpointError, ConfigError
 from emzoo.export.bioimageio import export_bioimageio
 from emzoo.export.torchscript import export_torchscript
 from emzoo.fsutil import new_folder
@@ -35,7 +35,7 @@ def export(model_name: str, fmt: str, out: str | Path) -> dict:
         with torch.no_grad():
             diff = (export_onnx if fmt == "onnx" else export_torchscript)(model, tmp / filename)
         if not diff <= RTOL:
-            raise EmzooError(f"{fmt} export differs from PyTorch by {diff:.2e} relative (> {RTOL}); not written")
+            raise CheckpointError(f"{fmt} export differs from PyTorch by {diff:.2e} relative (> {RTOL}); not written")
         report = {
             "format": fmt,
             "file": filename,

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from emzoo import io
-from emzoo.errors import ConfigError, EmzooError
+from emzoo.errors import CheckpointError, ConfigError
 from emzoo.export.torchscript import export_torchscript
 from emzoo.fsutil import new_folder
 from emzoo.hub.cards import tags_for
@@ -61,8 +61,8 @@ def _require_bioimageio():
         import bioimageio.core  # noqa: F401
         import bioimageio.spec  # noqa: F401
     except ImportError as e:
-        raise EmzooError(
-            f"--format bioimageio needs bioimageio.core ({e.name} is missing); pip install 'emzoo[export]'"
+        raise ConfigError(
+            f"format='bioimageio' needs bioimageio.core ({e.name} is missing); pip install 'emzoo[export]'"
         ) from None
 
 
@@ -219,7 +219,9 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
             diffs["onnx"] = export_onnx(net, stage / weights["onnx"])
         for fmt, diff in diffs.items():
             if not diff <= RTOL:
-                raise EmzooError(f"{fmt} weights differ from PyTorch by {diff:.2e} relative (> {RTOL}); not written")
+                raise CheckpointError(
+                    f"{fmt} weights differ from PyTorch by {diff:.2e} relative (> {RTOL}); not written"
+                )
         image = test_image(task, size)
         # the network as a package consumer runs it: native scale, its own zero padding at the border
         output = Predictor(
@@ -236,12 +238,12 @@ def export_bioimageio(model: nn.Module, out: Path, name: str) -> dict:
         try:
             descr = _descr(model, name, task, method, stage, axes, weights)
         except ValueError as e:  # pydantic's ValidationError: say which field, on one line
-            raise EmzooError(f"BioImage.IO description of {name} is invalid: {' '.join(str(e).split())}") from None
+            raise CheckpointError(f"BioImage.IO description of {name} is invalid: {' '.join(str(e).split())}") from None
         with warnings.catch_warnings():  # bioimageio.core loads the TorchScript weights: deprecation notices
             warnings.simplefilter("ignore", FutureWarning)
             summary = test_model(descr)
         if summary.status != "passed":
-            raise EmzooError(f"BioImage.IO checks failed for {name}: {_failures(summary)}; nothing written")
+            raise CheckpointError(f"BioImage.IO checks failed for {name}: {_failures(summary)}; nothing written")
         with new_folder(out) as folder:
             save_bioimageio_package_as_folder(descr, output_path=folder)
             (folder / "rdf.yaml").rename(folder / "bioimageio.yaml")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emzoo.errors import ConfigError, EmzooError
+from emzoo.errors import CheckpointError, ConfigError
 from emzoo.fsutil import cache_root
 from emzoo.hub.folder import state_hash
 from emzoo.inference.precision import PRECISIONS, inference_precision
@@ -108,7 +108,7 @@ def onnx_session(model: nn.Module):
             with torch.no_grad():  # a CPU float32 eval copy: the caller's model stays as it is
                 diff = export_onnx(copy.deepcopy(model).cpu().float().eval(), tmp)
             if not diff <= RTOL:
-                raise EmzooError(f"ONNX export of {arch} differs from PyTorch by {diff:.2e} relative (> {RTOL})")
+                raise CheckpointError(f"ONNX export of {arch} differs from PyTorch by {diff:.2e} relative (> {RTOL})")
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)

@@ -159,8 +159,8 @@ def _check_nothing_foreign(plan, out: Path, analyse: bool, options: FileOptions)
     extra = ([out / SUMMARY] if analyse else []) + ([out / SKIPPED] if options.skip_bad else [])
     for target in [t for _, stem in plan for t in _outputs_for(stem, analyse, options.png)] + extra:
         if target.exists() and str(target.relative_to(out)) not in owned and not options.overwrite:
-            raise EmzooError(
-                f"{target}: exists and was not written by emzoo predict; pass overwrite (--overwrite) "
+            raise DataError(
+                f"{target}: exists and was not written by emzoo predict; pass overwrite=True "
                 "or choose another output folder (nothing was changed)"
             )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emzoo.errors import EmzooError
+from emzoo.errors import DataError
 from emzoo.fsutil import atomic_write
 
 MIN_DIAMETER_NM = 0.4  # smaller "particles" are noise: one or two atoms across
@@ -94,7 +94,7 @@ def analyze_particles(
 
     array = np.asarray(mask_or_probability)
     if array.ndim != 2:
-        raise EmzooError(f"particle analysis: a 2-D mask or probability map expected, got shape {array.shape}")
+        raise DataError(f"particle analysis: a 2-D mask or probability map expected, got shape {array.shape}")
     mask = array > threshold if array.dtype.kind == "f" else array > 0
     mask = ndimage.binary_fill_holes(mask)
     if pixel_size_nm:

@@ -61,7 +61,7 @@ def data_for(preset: Preset, task: str, data_root: Path | None) -> str:
     if data_root is not None:
         path = data_root / DATA_DIRS[task]
         if not path.exists():
-            raise ConfigError(f"--data-root {data_root}: no {DATA_DIRS[task]}/ for task '{task}'")
+            raise ConfigError(f"data_root {data_root}: no {DATA_DIRS[task]}/ for task '{task}'")
         return str(path)
     if preset.corpus:
         return str(default_corpus(**dict(preset.corpus)) / CORPUS_SUBSETS.get(task, "restore"))
@@ -79,7 +79,7 @@ def shipped_pretext(arch: str) -> str:
     for entry in ZOO.values():
         if entry.arch == arch and entry.built_by_zoo and get_task(entry.task).pretext:
             return entry.name
-    raise ConfigError(f"{arch}: no shipped pretext checkpoint; run with --pretrain")
+    raise ConfigError(f"{arch}: no shipped pretext checkpoint; run with pretrain=True")
 
 
 def learning_rate(stage: Stage, preset: Preset, segment: bool) -> float:

@@ -70,7 +70,7 @@ def reproduce(
     """Run a preset's experiment (resuming a stopped one in ``out``); ``pretrain`` re-runs the
     pretraining from scratch where the preset would start from the zoo's shipped checkpoints."""
     if preset_name not in PRESETS:
-        raise ConfigError(f"--preset {preset_name}: expected one of {', '.join(PRESETS)}")
+        raise ConfigError(f"preset {preset_name}: expected one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
     seeds = seeds or list(preset.default_seeds)
     out = Path(out)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from emzoo import io
-from emzoo.errors import EmzooError
+from emzoo.errors import ConfigError, DataError, EmzooError, ModelNotFoundError
 from emzoo.hub import load
 from emzoo.hub.folder import WEIGHTS_NAME
 from emzoo.inference.particles import analyze_particles
@@ -81,7 +81,7 @@ class ModelCache:
 
     def get(self, name: str):
         if self.allowed is not None and name not in self.allowed:
-            raise EmzooError(f"unknown model {name[:80]!r}; this Space serves: {', '.join(self.allowed)}")
+            raise ModelNotFoundError(f"unknown model {name[:80]!r}; this Space serves: {', '.join(self.allowed)}")
         if name not in self._models:
             while len(self._models) >= self.size:
                 gone = next(iter(self._models))
@@ -130,18 +130,18 @@ def read_upload(path: str | Path) -> tuple[np.ndarray, dict]:
     path = Path(path)
     size_mb = path.stat().st_size / 1e6
     if size_mb > MAX_UPLOAD_MB:
-        raise EmzooError(f"{path.name}: {size_mb:.0f} MB; the demo takes files up to {MAX_UPLOAD_MB} MB")
+        raise DataError(f"{path.name}: {size_mb:.0f} MB; the demo takes files up to {MAX_UPLOAD_MB} MB")
     try:
         image, meta = io.read(path, frames="each")
     except EmzooError as e:  # the message names the upload, never the server's temporary path
-        raise EmzooError(str(e).replace(str(path), path.name)) from None
+        raise DataError(str(e).replace(str(path), path.name)) from None
     if image.ndim == 3:
-        raise EmzooError(
+        raise DataError(
             f"{path.name}: a stack of {image.shape[0]} frames; the demo takes one image "
             "(save one frame, or run `emzoo predict --frames each` on the stack)"
         )
     if image.size > MAX_PIXELS:
-        raise EmzooError(f"{path.name}: {image.shape[0]}x{image.shape[1]} pixels; the demo takes up to 16384^2")
+        raise DataError(f"{path.name}: {image.shape[0]}x{image.shape[1]} pixels; the demo takes up to 16384^2")
     io.check_image(image, path.name)
     return image, meta
 
@@ -168,9 +168,9 @@ def run_model(
     """Predict and write the full-resolution TIFF; returns (model, input, result, tiff path, meta),
     the meta holding the working scale chosen (``scale``)."""
     if not name:
-        raise EmzooError("choose a model first")
+        raise ConfigError("choose a model first")
     if not path:
-        raise EmzooError("upload an image or pick an example first")
+        raise ConfigError("upload an image or pick an example first")
     image, meta = read_upload(path)
     predictor = models.predictor(name, tile or None, overlap or None)
     predictor.progress = progress

@@ -138,12 +138,12 @@ def resolve_data(data: str, task: str, sim_n: int = 48, sim_size: int = 256, pro
 def build_generator(cfg: TrainConfig) -> nn.Module:
     if cfg.mode == "pretrain":
         if not cfg.arch:
-            raise ConfigError("--arch is required for pretraining (e.g. emzoo_unet_2_44; see `emzoo list`)")
+            raise ConfigError("arch is required for pretraining (e.g. emzoo_unet_2_44; see `emzoo list`)")
         model = create_model(cfg.arch)
         model.emzoo_cfg = {"task": "pretext"}
         return model
     if not cfg.model:
-        raise ConfigError("--model is required for fine-tuning (a zoo name, hf-hub:ORG/NAME, a folder or random:ARCH)")
+        raise ConfigError("model is required for fine-tuning (a zoo name, hf-hub:ORG/NAME, a folder or random:ARCH)")
     if cfg.model.startswith("random:"):
         model = create_model(cfg.model.split(":", 1)[1], num_classes=cfg.num_classes)
         model.emzoo_new_keys = []

@@ -64,7 +64,7 @@ def check_output_dir(out: Path, identity: dict, resume: str | None) -> None:
         return
     if not resume:
         raise ConfigError(
-            f"output_dir {out}: holds this run already; pass --resume-from-checkpoint latest to continue it, "
+            f"output_dir {out}: holds this run already; pass resume_from_checkpoint='latest' to continue it, "
             "or choose a new folder"
         )
 
@@ -72,7 +72,7 @@ def check_output_dir(out: Path, identity: dict, resume: str | None) -> None:
 def resume_path(out: Path, resume: str) -> Path:
     path = latest_checkpoint(out) if resume == "latest" else Path(resume)
     if path is None or not path.is_dir():
-        raise ConfigError(f"--resume-from-checkpoint {resume}: no checkpoint in {out}")
+        raise ConfigError(f"resume_from_checkpoint {resume}: no checkpoint in {out}")
     return path
 
 

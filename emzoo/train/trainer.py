@@ -96,7 +96,7 @@ class Trainer:
         world = self.accelerator.num_processes
         if len(self.train_set) < cfg.batch_size * world:
             raise ConfigError(
-                f"--batch-size {cfg.batch_size}: larger than the training split ({len(self.train_set)} images"
+                f"batch_size {cfg.batch_size}: larger than the training split ({len(self.train_set)} images"
                 f"{f' over {world} processes' if world > 1 else ''}); lower it or add data"
             )
         self.shuffled = EpochShuffled(self.train_set, cfg.seed)
@@ -335,9 +335,10 @@ class Trainer:
                 if not every or state.step >= self.total_steps:
                     self.save_checkpoint()  # every epoch, and always the final state
         except torch.OutOfMemoryError:
-            raise EmzooError(
-                f"out of memory at --batch-size {cfg.batch_size}, --image-size {cfg.image_size}; lower them "
-                f"(last checkpoint: {latest_checkpoint(self.out)}; resume with --resume-from-checkpoint latest)"
+            raise ConfigError(
+                f"batch_size {cfg.batch_size}: out of memory at image_size={cfg.image_size}; lower `batch_size` or "
+                f"`image_size` (last checkpoint: {latest_checkpoint(self.out)}; resume with "
+                "resume_from_checkpoint='latest')"
             ) from None
         bar.close()
         elapsed = time.perf_counter() - start

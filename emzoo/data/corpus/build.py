@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from emzoo import io
 from emzoo.data.corpus.constants import CORPUS_VERSION, MODALITIES, MODALITY_CYCLE, SEGMENT_GROUP
 from emzoo.data.corpus.sample import simulate_sample
-from emzoo.errors import EmzooError
+from emzoo.errors import ConfigError
 from emzoo.fsutil import atomic_write, atomic_write_text, cache_root
 
 
@@ -96,13 +96,13 @@ def build_corpus(
     """Write (or finish) the corpus in ``out``; returns ``out``. Samples already written are kept.
     ``modalities`` keeps only the samples of those modalities (the others' indices stay unused)."""
     if modalities is not None and not set(modalities) <= set(MODALITIES):
-        raise EmzooError(f"modalities {modalities}: expected some of {', '.join(MODALITIES)}")
+        raise ConfigError(f"modalities {modalities}: expected some of {', '.join(MODALITIES)}")
     if size < 64 or size % 16:
-        raise EmzooError(f"size {size}: expected a multiple of 16, at least 64 pixels")
+        raise ConfigError(f"size {size}: expected a multiple of 16, at least 64 pixels")
     counts = {"train": n_train, "val": n_val, "test": n_test}
     for split, n in counts.items():
         if n < 0:
-            raise EmzooError(f"n_{split} {n}: expected a count >= 0")
+            raise ConfigError(f"n_{split} {n}: expected a count >= 0")
     out = Path(out)
     manifest_path = out / "corpus.json"
     wanted = {"version": version, "size": size, "seed": seed, "counts": counts}
@@ -116,7 +116,7 @@ def build_corpus(
         previous = json.loads((out / ".build.json").read_text())
         same = ("version", "size", "seed")
         if {k: previous.get(k) for k in same} != {k: wanted[k] for k in same}:
-            raise EmzooError(f"{out}: holds a corpus of other parameters ({previous}); choose a new folder")
+            raise ConfigError(f"{out}: holds a corpus of other parameters ({previous}); choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
     (out / ".build.json").write_text(json.dumps(wanted))
     jobs = [
