@@ -84,6 +84,9 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict]:
 
     with tifffile.TiffFile(path) as tif:
         array = tif.asarray()
+        axes = tif.series[0].axes if tif.series else ""
+        if "S" in axes and array.ndim == len(axes):  # colour samples (RGB, planar or not): last axis
+            array = np.moveaxis(array, axes.index("S"), -1)
         pixel = None
         page = tif.pages.first
         ij = tif.imagej_metadata or {}
@@ -177,6 +180,11 @@ def read(
         array = array[..., 0]
     if array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4:  # an RGB(A) rendering
         array = array[..., :3] @ np.array([0.299, 0.587, 0.114])
+    if array.ndim == 3 and array.shape[-1] == 2 and min(array.shape[:2]) > 4:
+        raise DataError(
+            f"{path}: array of shape {array.shape}: two channels last; expected a 2-D image, or a stack with "
+            "frames first (N, H, W)"
+        )
     if array.ndim not in (2, 3):
         raise DataError(f"{path}: array of shape {array.shape}; expected a 2-D image or a stack of them")
     if min(array.shape[-2:]) < 2:
@@ -214,9 +222,13 @@ def _beyond_float32(array: np.ndarray) -> bool:
 
 
 def to_uint8(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """An 8-bit preview by robust percentile scaling."""
-    lo, hi = np.percentile(array, [low, high])
-    scaled = (array - lo) / max(hi - lo, 1e-12)
+    """An 8-bit preview by robust percentile scaling of the finite pixels (NaN/Inf show black)."""
+    array = np.asarray(array)
+    finite = np.isfinite(array)
+    if not finite.any():
+        return np.zeros(array.shape, np.uint8)
+    lo, hi = np.percentile(array[finite], [low, high])
+    scaled = (np.where(finite, array, lo) - lo) / max(hi - lo, 1e-12)
     return (np.clip(scaled, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -228,6 +240,8 @@ def write(path: str | Path, array: np.ndarray, meta: dict | None = None, *, dtyp
     meta = meta or {}
     fmt = format_of(path)
     array = np.asarray(array)
+    if np.iscomplexobj(array) or array.dtype.kind not in "biuf":
+        raise DataError(f"{path}: cannot write {array.dtype} data; expected real numbers (np.abs(...) of complex)")
     if fmt == "tiff":
         import tifffile
 

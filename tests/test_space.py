@@ -3,6 +3,7 @@ and a real headless Chromium that uploads a micrograph, presses Run and sees the
 
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import tifffile
 
 import emzoo
 from emzoo import io
-from emzoo.space.app import CHROMIUM, CHROMIUM_ARGS
+from emzoo.space.app import CHROMIUM, CHROMIUM_ARGS, launch
 
 
 def _free_port() -> int:
@@ -37,7 +38,7 @@ def app(tmp_path_factory):
         metadata={"unit": "nm"},
     )
     demo = build_demo(list(folders.values()))
-    demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    launch(demo, prevent_thread_lock=True, server_port=_free_port(), quiet=True)
     yield demo, folders, image, root
     demo.close()
 
@@ -106,5 +107,21 @@ def test_only_the_models_it_was_started_with(app, tmp_path):
     for name in (str(elsewhere), str(tmp_path / "missing")):
         with pytest.raises(Exception, match="this Space serves") as err:
             client.predict(name, handle_file(str(image)), api_name="/predict")
-        messages.append(str(err.value).replace(name[:80], "NAME"))
+        messages.append(str(err.value).replace(Path(name).name, "NAME"))
+        assert str(tmp_path) not in messages[-1] and str(root) not in messages[-1]  # no server paths
     assert messages[0] == messages[1]
+
+
+def test_limits_and_typos_are_set_when_the_app_starts(app, tmp_path):
+    """Gradio refuses oversized uploads itself and sweeps its cache; a mistyped model or port
+    fails when the app starts, not when a visitor picks it."""
+    from emzoo.errors import ConfigError, ModelNotFoundError
+    from emzoo.space.app import MAX_UPLOAD_MB, build_demo, check_port
+
+    demo = app[0]
+    assert demo.max_file_size == MAX_UPLOAD_MB * 1024**2
+    assert demo.delete_cache == (600, 1800)
+    with pytest.raises(ModelNotFoundError, match="no such folder"):
+        build_demo([str(tmp_path / "nonexistent")])
+    with pytest.raises(ConfigError, match="port 99999: expected a TCP port"):
+        check_port(99999)

@@ -7,10 +7,11 @@ import os
 
 def _cmd_demo(args) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from emzoo.space.app import build_demo
+    from emzoo.space.app import build_demo, check_port, launch
 
+    check_port(args.port)
     demo = build_demo(args.models)
-    demo.launch(server_name=args.host, server_port=args.port, share=False)
+    launch(demo, server_name=args.host, server_port=args.port, share=False)
 
 
 def add_commands(sub) -> None:

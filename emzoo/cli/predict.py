@@ -18,7 +18,6 @@ def _scale(text: str) -> float | str:
 
 def _cmd_predict(args) -> None:
     from emzoo.hub import load
-    from emzoo.inference.devices import check_device
     from emzoo.inference.files import FileOptions, predict_files
     from emzoo.inference.predictor import Predictor
 
@@ -38,7 +37,7 @@ def _cmd_predict(args) -> None:
         scale=_scale(args.scale),
     )
     predictor = Predictor(
-        load(args.model, device=check_device(args.device)),
+        load(args.model, device=args.device),
         args.tile,
         args.overlap,
         args.batch_size,

@@ -10,7 +10,7 @@ PRESET_NAMES = ("cpu-small", "paper", "smoke")
 def _cmd_reproduce(args) -> None:
     from emzoo.reproduce import reproduce
 
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
+    seeds = args.seeds.split(",") if args.seeds else None
     report = reproduce(args.preset, args.output_dir, seeds, args.data_root, args.dry_run, args.pretrain)
     print(json.dumps(report, indent=2))
 

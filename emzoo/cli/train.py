@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from emzoo.errors import ConfigError
 from emzoo.tasks import FINETUNE_TASKS, get_task
@@ -55,10 +54,6 @@ def _resolve(args: argparse.Namespace, mode: str):
     from emzoo.train.trainer import TrainConfig
 
     arch = getattr(args, "arch", None)
-    if arch is not None and arch.startswith("emzoo_patchgan"):
-        raise ConfigError(
-            f"--arch {arch}: the PatchGAN discriminator; pretrain a generator (emzoo_unet_*, emzoo_hrnet_*)"
-        )
     common = dict(
         data=args.data,
         output_dir=args.output_dir,
@@ -104,14 +99,6 @@ def _resolve(args: argparse.Namespace, mode: str):
 def _cmd_train(args: argparse.Namespace) -> None:
     from emzoo.train.trainer import run
 
-    for key in ("epochs", "batch_size", "image_size", "max_steps", "sim_n", "num_classes", "sim_size"):
-        value = getattr(args, key, None)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{key.replace('_', '-')} {value}: expected a positive number")
-    for key in ("lr", "l1_lambda", "head_lr_scale"):
-        value = getattr(args, key, None)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"--{key.replace('_', '-')} {value}: expected a finite positive number")
     result = run(_resolve(args, args.command))
     print(json.dumps(result, indent=2))
 

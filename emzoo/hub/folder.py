@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from timm.models._hub import save_config_for_hf
 from torch import nn
 
 import emzoo.models  # noqa: F401  (registers the architectures)
+from emzoo.devices import check_device
 from emzoo.errors import CheckpointError, ConfigError
 from emzoo.fsutil import new_folder, sha256_file
 from emzoo.hub.cards import render_card
@@ -74,6 +76,7 @@ def save_pretrained(
     if weights_dtype not in ("float32", "float16"):
         raise ConfigError(f"weights_dtype {weights_dtype!r}: expected 'float32' or 'float16'")
     save_directory = Path(save_directory)
+    _check_replaceable(save_directory)
     meta = emzoo_cfg(model)
     meta.update({k: v for k, v in emzoo_fields.items() if v is not None})
     meta["task"] = get_task(task or meta.get("task")).name
@@ -106,6 +109,24 @@ def save_pretrained(
             (tmp / CARD_NAME).write_text(render_card(config, model=model))
     model.emzoo_cfg = meta
     return save_directory
+
+
+def _check_replaceable(folder: Path) -> None:
+    """A model folder is replaced whole, as the Hub's save_pretrained overwrites one; a folder that
+    holds anything else (a user's files, a run) is refused, so nothing of theirs is deleted."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"save_directory {folder}: is a file; expected a folder (nothing was changed)")
+    others = [p.name for p in folder.iterdir() if p.name not in HUB_FILES[:4] and p.suffix != ".png"]
+    if others:
+        shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+        raise ConfigError(
+            f"save_directory {folder}: holds files that are not a model's ({shown}); choose a new or empty "
+            "folder (nothing was changed)"
+        )
+    if any(folder.iterdir()):
+        _log.warning("replacing the model folder %s", folder)
 
 
 def provenance_cfg(pretrained_cfg: dict | None, zoo_name: str | None) -> dict:
@@ -221,13 +242,16 @@ def load_folder(
     model_args.pop("num_classes", None)
     model_args.pop("in_chans", None)
     arch = config["architecture"]
+    build = dict(
+        num_classes=num_classes if num_classes is not None else config.get("num_classes", 1),
+        in_chans=in_chans if in_chans is not None else config.get("model_args", {}).get("in_chans", 1),
+        **model_args,
+    )
+    _check_size(folder, arch, build)
     try:
-        model = timm.create_model(
-            arch,
-            num_classes=num_classes if num_classes is not None else config.get("num_classes", 1),
-            in_chans=in_chans if in_chans is not None else config.get("model_args", {}).get("in_chans", 1),
-            **model_args,
-        )
+        model = timm.create_model(arch, **build)
+    except ConfigError:  # num_classes / in_chans asked of load()
+        raise
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{folder / CONFIG_NAME}: model_args do not fit {arch} ({e})") from None
     state = _read_weights(folder, config)
@@ -250,21 +274,53 @@ def load_folder(
     if verify and not new_keys and in_chans is None:
         verify_test_pair(model, folder)
     if verify:
-        check_weights_pin(folder, config)
+        check_weights(folder, config)
     if device is not None:
-        model.to(device)
+        model.to(check_device(str(device)))
     return model
 
 
-def check_weights_pin(folder: Path, config: dict) -> None:
-    """The weights file must be the one whose sha256 save_pretrained pinned in config.json (this
-    catches replaced weights even where the test pair is gone). Checked last, so that a file with
-    other keys or shapes gets the more specific message first."""
-    pinned = (config.get("emzoo") or {}).get("weights_sha256")
-    if pinned and sha256_file(folder / WEIGHTS_NAME) != pinned:
+def _check_size(folder: Path, arch: str, build: dict) -> None:
+    """Build the model on the meta device first (no memory): a config asking for far more
+    parameters than its weights file holds (``width: 20000``) is refused before any allocation."""
+    try:
+        with torch.device("meta"):
+            wanted = sum(p.numel() for p in timm.create_model(arch, **build).parameters())
+        with safe_open(folder / WEIGHTS_NAME, "pt") as f:
+            stored = sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    except (TypeError, ValueError, KeyError, SafetensorError, OSError, RuntimeError):
+        return  # the full build and read below name the problem
+    if wanted > 2 * stored + 1_000_000:
         raise CheckpointError(
-            f"{folder / WEIGHTS_NAME}: sha256 differs from the one pinned in {CONFIG_NAME}; the weights are "
-            "corrupt or were replaced"
+            f"{folder / CONFIG_NAME}: model_args describe {wanted:,} parameters but {WEIGHTS_NAME} holds "
+            f"{stored:,}; the config does not belong to these weights"
+        )
+
+
+def check_weights(folder: Path, config: dict) -> None:
+    """The weights file must be the one whose sha256 save_pretrained pinned in config.json, which
+    catches replaced weights even where the test pair is gone. A folder without that pin (written
+    by an older emzoo) is trusted only if its test pair reproduces, or if its weights are a shipped
+    checkpoint's, and then its config must claim that checkpoint's task. Checked last, so that a
+    file with other keys or shapes gets the more specific message first."""
+    weights = folder / WEIGHTS_NAME
+    digest = sha256_file(weights)
+    pinned = (config.get("emzoo") or {}).get("weights_sha256")
+    if pinned and digest != pinned:
+        raise CheckpointError(
+            f"{weights}: sha256 differs from the one pinned in {CONFIG_NAME}; the weights are corrupt or were replaced"
+        )
+    shipped = next((e for e in ZOO.values() if e.sha256 == digest), None)
+    claimed = get_task((config.get("emzoo") or {}).get("task")).name
+    if shipped is not None and (shipped.task != claimed or shipped.arch != config["architecture"]):
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME}: says {config['architecture']} for '{claimed}', but {WEIGHTS_NAME} is the "
+            f"shipped {shipped.name} ({shipped.arch}, '{shipped.task}'); the config was edited"
+        )
+    if not pinned and shipped is None and not (folder / TEST_PAIR_NAME).is_file():
+        raise CheckpointError(
+            f"{folder}: cannot be verified (no weights_sha256 in {CONFIG_NAME} and no {TEST_PAIR_NAME}); "
+            "save it again with emzoo.save_pretrained, or load it with verify=False if you trust it"
         )
 
 

@@ -91,12 +91,36 @@ def _not_found_message(name: str, repo_id: str, rev: str, entry: ZooEntry | None
     where = "offline (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "on the Hub"
     msg = f"no weights for '{name}': looked for {repo_id}@{rev} in the Hugging Face cache ({cache}) and {where}"
     msg += f" [{type(err).__name__}]. "
+    if entry is not None and entry.shipped_folder is not None:
+        return msg + (
+            f"'{entry.name}' ships with emzoo: emzoo.load('{entry.name}') reads it offline from "
+            f"{entry.shipped_folder}; a download is only needed for the Hub's copy."
+        )
     if entry is not None and not entry.published:
+        closest = closest_shipped(entry)
         msg += (
-            "This entry's weights are not published yet; train them with "
-            f"`emzoo {'pretrain' if entry.task == 'pretext' else 'finetune'} --recipe {entry.name}`, or "
+            "This entry's weights are not published yet"
+            + (f"; the closest shipped checkpoint is '{closest.name}' ({closest.arch})" if closest else "")
+            + f"; train them with `emzoo {'pretrain' if entry.task == 'pretext' else 'finetune'} --recipe "
+            f"{entry.name}`, or "
         )
     return msg + "download while online with `emzoo download NAME`, or point HF_HUB_CACHE at a cache that holds them."
+
+
+def closest_shipped(entry: ZooEntry) -> ZooEntry | None:
+    """The shipped checkpoint nearest to an unpublished entry: same task, then same architecture,
+    then the same family (``hrnet-cem500k`` -> ``hrnet-w18-small-emsim``), then the largest."""
+    family = entry.arch.split("_")[1]
+    shipped = [e for e in ZOO.values() if e.shipped_folder is not None and e.task == entry.task]
+    ranked = sorted(
+        shipped,
+        key=lambda e: (
+            e.arch != entry.arch,
+            e.arch.split("_")[1] != family,
+            -(e.shipped_folder / WEIGHTS_NAME).stat().st_size,
+        ),
+    )
+    return ranked[0] if ranked else None
 
 
 def load(

@@ -30,7 +30,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     memory per layer, same outputs to float rounding."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(model).float().eval()  # a .half() model runs in float32 (precision= chooses bf16)
 
     def fold(parent: nn.Module, conv_name: str, bn_name: str) -> None:
         conv, bn = parent._modules[conv_name], parent._modules.get(bn_name)

@@ -17,6 +17,7 @@ import numpy as np
 
 from emzoo.errors import DataError
 from emzoo.fsutil import atomic_write
+from emzoo.inference.scale import check_pixel_size
 
 MIN_DIAMETER_NM = 0.4  # smaller "particles" are noise: one or two atoms across
 MIN_AREA_PX = 12  # without a pixel size
@@ -95,6 +96,16 @@ def analyze_particles(
     array = np.asarray(mask_or_probability)
     if array.ndim != 2:
         raise DataError(f"particle analysis: a 2-D mask or probability map expected, got shape {array.shape}")
+    pixel_size_nm = check_pixel_size(pixel_size_nm, "pixel_size_nm")
+    if array.dtype.kind == "f":
+        low, high = float(np.nanmin(array)), float(np.nanmax(array))
+        if not (np.isfinite(array).all() and -1e-3 <= low and high <= 1 + 1e-3):
+            raise DataError(
+                f"particle analysis: values from {low:g} to {high:g}; expected a probability map (0 to 1), "
+                "a binary mask or integer labels (an image must go through a segmentation model first)"
+            )
+    elif array.dtype.kind not in "biu":
+        raise DataError(f"particle analysis: {array.dtype} values; expected a probability map, a mask or labels")
     mask = array > threshold if array.dtype.kind == "f" else array > 0
     mask = ndimage.binary_fill_holes(mask)
     if pixel_size_nm:

@@ -6,6 +6,7 @@ scale (see :mod:`emzoo.inference.scale`) and its result comes back on the input'
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from emzoo.inference.scale import (
     zoom_limits,
 )
 from emzoo.inference.tiling import RAMP, default_batch, default_margin, default_tile, pixel_budget, round_up, run_tiled
+from emzoo.io import check_image
 from emzoo.normalize import apply_params, norm_params
 from emzoo.tasks import Task, get_task, upsample
 
@@ -60,8 +62,7 @@ def check_image_array(image: np.ndarray) -> np.ndarray:
         raise DataError(f"image of shape {image.shape}; expected a 2-D array (one micrograph){hint}")
     if min(image.shape) < 2:
         raise DataError(f"image of {image.shape[0]}x{image.shape[1]} pixels; expected at least 2x2")
-    if not np.isfinite(image).all():
-        raise DataError(f"image has {int((~np.isfinite(image)).sum())} NaN/Inf pixels; expected finite values")
+    check_image(image, "image")  # NaN/Inf or constant: what the CLI refuses, the API refuses alike
     return image
 
 
@@ -71,7 +72,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | str | Path,
         tile: int | None = None,
         overlap: int | None = None,
         batch_size: int | None = None,
@@ -85,6 +86,12 @@ class Predictor:
         scale: float | str = "auto",
         mirror_border: bool = True,
     ) -> None:
+        if isinstance(model, str | Path):  # a zoo name, hf-hub:ORG/NAME or a folder, as emzoo.load takes
+            from emzoo.hub import load
+
+            model = load(model)
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model of type {type(model).__name__}: expected an emzoo model, a zoo name or a folder")
         if output not in OUTPUTS:
             raise ConfigError(f"output {output!r}: expected one of {', '.join(OUTPUTS)}")
         for name, value, low in (("tile", tile, 0), ("overlap", overlap, 0), ("batch_size", batch_size, 1)):
@@ -183,7 +190,7 @@ class Predictor:
 
 
 def predict(
-    model: nn.Module,
+    model: nn.Module | str | Path,
     image: np.ndarray,
     tile: int | None = None,
     overlap: int | None = None,

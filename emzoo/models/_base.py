@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emzoo.errors import ConfigError
+
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad H and W (bottom/right, replicate) up to a multiple of ``multiple``; returns the
@@ -17,6 +19,14 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     if ph or pw or torch.compiler.is_exporting():  # exporting: keep the pad symbolic, never specialise it
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     return x, (h, w)
+
+
+def check_channels(in_chans, num_classes) -> None:
+    """Channel counts a network can be built with (``num_classes=0`` would build a headless net
+    that outputs nothing, ``-1`` fails deep inside PyTorch)."""
+    for name, value in (("in_chans", in_chans), ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+            raise ConfigError(f"{name} {value!r}: expected a whole number of channels from 1 to 4096")
 
 
 class ImageToImage(nn.Module):
@@ -42,5 +52,6 @@ class ImageToImage(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int) -> None:
+        check_channels(self.in_chans, num_classes)
         self.num_classes = num_classes
         self.head = nn.Conv2d(self.num_features, num_classes, 1)

@@ -15,7 +15,7 @@ from timm.models._registry import generate_default_cfgs
 from timm.models.hrnet import HighResolutionNetFeatures, cfg_cls
 from torch import nn
 
-from emzoo.models._base import ImageToImage
+from emzoo.models._base import ImageToImage, check_channels
 from emzoo.zoo import pretrained_cfgs
 
 __all__ = ["HRNetGenerator"]
@@ -67,6 +67,7 @@ class HRNetGenerator(ImageToImage):
     ) -> None:
         super().__init__()
         self.in_chans = in_chans
+        check_channels(in_chans, num_classes)
         self.num_classes = num_classes
         self.final_act = final_act
         self.backbone_name = backbone

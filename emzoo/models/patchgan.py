@@ -11,6 +11,8 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._registry import generate_default_cfgs
 from torch import nn
 
+from emzoo.models._base import check_channels
+
 __all__ = ["PatchGAN"]
 
 default_cfgs = generate_default_cfgs(
@@ -33,6 +35,7 @@ class PatchGAN(nn.Module):
     def __init__(self, in_chans: int = 2, num_classes: int = 1, ndf: int = 64, n_layers: int = 3) -> None:
         super().__init__()
         self.in_chans = in_chans
+        check_channels(in_chans, num_classes)
         self.num_classes = num_classes
         layers: list[nn.Module] = [nn.Conv2d(in_chans, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         mult = 1

@@ -15,7 +15,7 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._registry import generate_default_cfgs
 from torch import nn
 
-from emzoo.models._base import ImageToImage
+from emzoo.models._base import ImageToImage, check_channels
 from emzoo.zoo import UNET_POOLS, pretrained_cfgs
 
 __all__ = ["ResidualUNet", "ResidualBlock", "receptive_field", "measure_receptive_field"]
@@ -117,6 +117,7 @@ class ResidualUNet(ImageToImage):
         super().__init__()
         self.pools = tuple(int(p) for p in pools)
         self.in_chans = in_chans
+        check_channels(in_chans, num_classes)
         self.num_classes = num_classes
         self.width = width
         self.final_act = final_act

@@ -59,6 +59,16 @@ def trivial_baselines(preset: Preset, data: dict[str, str]) -> dict[str, dict[st
     return out
 
 
+def _seed(value) -> int:
+    try:
+        seed = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"seeds {value!r}: expected whole numbers from 0 to 2**32 - 1, comma-separated") from None
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seeds {seed}: expected whole numbers from 0 to 2**32 - 1")
+    return seed
+
+
 def reproduce(
     preset_name: str,
     out: str | Path,
@@ -72,7 +82,7 @@ def reproduce(
     if preset_name not in PRESETS:
         raise ConfigError(f"preset {preset_name}: expected one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
-    seeds = seeds or list(preset.default_seeds)
+    seeds = [_seed(s) for s in seeds] if seeds else list(preset.default_seeds)
     out = Path(out)
     root = Path(data_root) if data_root else None
     if preset_name == "paper":

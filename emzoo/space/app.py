@@ -50,6 +50,8 @@ def reachable_models(extra: list[str] | None = None) -> list[str]:
     from huggingface_hub import try_to_load_from_cache
 
     given = [str(p) for p in extra or []]
+    for name in given:  # a typo fails at start, not when a visitor picks the model
+        load(name)
     zoo = [
         e
         for e in ZOO.values()
@@ -60,6 +62,18 @@ def reachable_models(extra: list[str] | None = None) -> list[str]:
         )
     ]
     return given + [e.name for e in sorted(zoo, key=lambda e: (TASK_ORDER.get(e.task, len(TASK_ORDER)), e.name))]
+
+
+def launch(demo, **kwargs):
+    """Serve the app with its upload limit enforced by Gradio itself (a larger file is refused
+    before it reaches the disk), as `emzoo demo` and the Space both do."""
+    return demo.launch(max_file_size=f"{MAX_UPLOAD_MB}mb", **kwargs)
+
+
+def check_port(port: int) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port {port!r}: expected a TCP port from 1 to 65535")
+    return port
 
 
 def choice_label(name: str) -> str:
@@ -81,7 +95,8 @@ class ModelCache:
 
     def get(self, name: str):
         if self.allowed is not None and name not in self.allowed:
-            raise ModelNotFoundError(f"unknown model {name[:80]!r}; this Space serves: {', '.join(self.allowed)}")
+            served = ", ".join(Path(n).name if Path(n).is_absolute() else n for n in self.allowed)
+            raise ModelNotFoundError(f"unknown model {Path(name).name[:80]!r}; this Space serves: {served}")
         if name not in self._models:
             while len(self._models) >= self.size:
                 gone = next(iter(self._models))
@@ -240,7 +255,9 @@ def build_demo(extra_models: list[str] | None = None, default: str | None = None
         except EmzooError as e:
             raise gr.Error(str(e)) from None
 
-    with gr.Blocks(title="emzoo: EM image models") as demo:
+    # Gradio's cache of uploads and results: swept every 10 min of files older than 30 min, and
+    # emptied when the app stops
+    with gr.Blocks(title="emzoo: EM image models", delete_cache=(600, 1800)) as demo:
         gr.Markdown(
             "# emzoo\nModels for electron micrographs: self-supervised GAN pretraining (Kazimi et al., CVPRW 2024) "
             "fine-tuned for nanoparticle segmentation, denoising, background removal and 2x super-resolution."

@@ -68,9 +68,9 @@ def _write_space(out: Path, package: Path, space_id: str, models: list[str]) -> 
     shutil.copytree(package, out / "emzoo", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (out / "app.py").write_text(
         '"""The emzoo Space: every model of this Space\'s card, in the browser."""\n\n'
-        "from emzoo.space.app import build_demo\n\n"
+        "from emzoo.space.app import build_demo, launch\n\n"
         f"demo = build_demo({models!r})\n\n"
-        'if __name__ == "__main__":\n    demo.launch()\n'
+        'if __name__ == "__main__":\n    launch(demo)\n'
     )
     (out / "requirements.txt").write_text("\n".join(space_requirements()) + "\n")
     (out / "README.md").write_text(space_readme(space_id, models))

@@ -4,13 +4,14 @@ its generator."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from emzoo.data.corpus import default_corpus
+from emzoo.data.corpus import SUBSETS, default_corpus
 from emzoo.data.simulate import simulated
 from emzoo.errors import ConfigError, DataError
 from emzoo.hub import create_model, load
@@ -61,6 +62,45 @@ class TrainConfig:
     progress: bool = True
     cpu: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse what cannot train, here in the library, so the API and the CLI refuse alike."""
+        if self.mode not in ("pretrain", "finetune"):
+            raise ConfigError(f"mode {self.mode!r}: expected 'pretrain' or 'finetune'")
+        get_task(self.task)
+        whole = ("epochs", "batch_size", "max_steps", "num_classes", "sim_n", "gradient_accumulation_steps")
+        for name in whole + ("checkpointing_steps", "checkpoints_total_limit", "ndf"):
+            value = getattr(self, name)
+            if value is None and name not in ("epochs", "batch_size", "num_classes", "sim_n"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} {value!r}: expected a whole number >= 1")
+        for name, low in (("image_size", 16), ("sim_size", 32)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} {value!r}: expected a whole number of pixels >= {low}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ConfigError(f"num_workers {self.num_workers!r}: expected a whole number >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed {self.seed!r}: expected a whole number from 0 to 2**32 - 1")
+        for name in ("lr", "l1_lambda", "head_lr_scale", "max_minutes"):
+            value = getattr(self, name)
+            if value is None and name == "max_minutes":
+                continue
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} {value!r}: expected a finite positive number")
+        if self.report_to not in (None, "none"):
+            from accelerate.utils import LoggerType
+
+            if self.report_to not in LoggerType.list():
+                raise ConfigError(f"report_to {self.report_to!r}: expected one of Accelerate's {LoggerType.list()}")
+        architecture = self.arch if self.mode == "pretrain" else (self.model or "").removeprefix("random:")
+        if (architecture or "").startswith("emzoo_patchgan"):
+            raise ConfigError(
+                f"{'arch' if self.mode == 'pretrain' else 'model'} {self.arch or self.model}: the PatchGAN "
+                "discriminator; train a generator (emzoo_unet_*, emzoo_hrnet_*)"
+            )
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -125,10 +165,10 @@ def resolve_data(data: str, task: str, sim_n: int = 48, sim_size: int = 256, pro
     if data == "simulated":
         return simulated(task, n=sim_n, size=sim_size, seed=0, progress=progress)
     if data == "corpus" or data.startswith("corpus:"):
-        path = default_corpus(progress=progress) / data.partition(":")[2]
-        if not path.is_dir():
-            raise DataError(f"data {data!r}: no such corpus folder (pretext, restore, segment/tem, segment/stem)")
-        return path
+        subset = data.partition(":")[2]
+        if subset not in SUBSETS:
+            raise DataError(f"data {data!r}: no such corpus part; expected corpus or corpus:{'|'.join(SUBSETS[1:])}")
+        return default_corpus(progress=progress) / subset
     path = Path(data).expanduser()
     if not path.exists():
         raise DataError(f"data {data!r}: no such file or folder (or use data='simulated')")

@@ -6,9 +6,9 @@ emzoo package vendored and the Space's model list filled in.
 
 import os
 
-from emzoo.space.app import build_demo
+from emzoo.space.app import build_demo, launch
 
 demo = build_demo([m for m in os.environ.get("EMZOO_DEMO_MODELS", "").split(",") if m])
 
 if __name__ == "__main__":
-    demo.launch()
+    launch(demo)

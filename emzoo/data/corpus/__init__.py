@@ -37,5 +37,6 @@ from emzoo.data.corpus.constants import (  # noqa: F401
     MODALITY_CYCLE,
     SEGMENT_GROUP,
     SPLITS,
+    SUBSETS,
 )
 from emzoo.data.corpus.sample import simulate_sample  # noqa: F401

@@ -99,6 +99,8 @@ def build_corpus(
         raise ConfigError(f"modalities {modalities}: expected some of {', '.join(MODALITIES)}")
     if size < 64 or size % 16:
         raise ConfigError(f"size {size}: expected a multiple of 16, at least 64 pixels")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers {workers!r}: expected a whole number of processes >= 1")
     counts = {"train": n_train, "val": n_val, "test": n_test}
     for split, n in counts.items():
         if n < 0:
