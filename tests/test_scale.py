@@ -128,6 +128,41 @@ def test_anchor_wins_where_a_finer_rung_sees_stripes():
     assert table[0][1] < 0.5  # the stripes' fit
 
 
+def _ladder(masks: dict[float, np.ndarray]):
+    """A segment(zoom) whose mask at each rung is given (drawn on the input's grid)."""
+
+    def segment(zoom):
+        h = max(8, round(256 * zoom))
+        return emzoo.inference.scale.resample(masks[zoom].astype(np.float32), (h, h))
+
+    return segment
+
+
+def test_the_coarsest_rung_alone_never_outvotes_native():
+    """A particle-free lattice: native sees a few stripes, the coarsest rung blurs the lattice into
+    one round blob of a trained size, nothing vouches for it (no other rung agrees): native stays
+    (the corpus bench's lattices got 2.5x the false area when the blob won)."""
+    yy, xx = np.mgrid[0:256, 0:256]
+    stripes = ((xx // 5) % 2 == 0) & (yy > 100) & (yy < 140)
+    blob = (yy - 128) ** 2 + (xx - 128) ** 2 < 70**2
+    masks = {1.0: stripes, 0.5: np.zeros((256, 256), bool), 0.25: blob}
+    zoom, _, _ = choose_by_particles(_ladder(masks), (256, 256), (0.25, 1.0), (6.0, 64.0))
+    assert zoom == 1.0
+
+
+def test_round_particles_at_native_outrank_an_unvouched_rung():
+    """One particle larger than the trained sizes, round and solid at native scale; at half scale
+    the model misses most of it, at a quarter it sees it whole again: native and quarter agree,
+    native is kept (choosing the half-scale rung lost the particle: Dice 0.86 -> 0.20)."""
+    yy, xx = np.mgrid[0:256, 0:256]
+    disk = (yy - 128) ** 2 + (xx - 128) ** 2 < 60**2
+    piece = (yy - 128) ** 2 + (xx - 128) ** 2 < 15**2
+    masks = {1.0: disk, 0.5: piece, 0.25: disk}
+    assert choose_by_particles(_ladder(masks), (256, 256), (0.25, 1.0), (7.0, 64.0))[0] == 1.0
+    masks[0.25] = np.zeros((256, 256), bool)  # nothing agrees: the round native particles stay
+    assert choose_by_particles(_ladder(masks), (256, 256), (0.25, 1.0), (7.0, 64.0))[0] == 1.0
+
+
 def test_border_strip_is_as_clean_as_the_interior(seg):
     """Particles cut by the border and particle-free borders: few false detections in the outer
     32 px (fewer than with the convolutions' zero padding), and the cut particles are found."""

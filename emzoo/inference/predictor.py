@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from emzoo.errors import ConfigError, DataError
+from emzoo.hub import load
 from emzoo.inference.engines import make_engine
 from emzoo.inference.scale import (
     ScaleChoice,
@@ -87,8 +88,6 @@ class Predictor:
         mirror_border: bool = True,
     ) -> None:
         if isinstance(model, str | Path):  # a zoo name, hf-hub:ORG/NAME or a folder, as emzoo.load takes
-            from emzoo.hub import load
-
             model = load(model)
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model of type {type(model).__name__}: expected an emzoo model, a zoo name or a folder")

@@ -203,19 +203,27 @@ def choose_by_particles(
     native = 1.0 if 1.0 in maps else rows[0][0]
     if float((maps[native] >= 0.5).mean()) < EMPTY_FRACTION:  # (nearly) particle-free where the model sees finest
         return native, maps, table
-    # finest first: a rung whose mask is particle-shaped and agrees with the next coarser one's,
-    # itself particle-shaped (the same particles seen at two scales: not stripes, not texture)
-    for (zoom, _, median, shape), (coarser, _, _, coarse_shape) in zip(rows, rows[1:]):
-        if median is None or shape < MIN_SHAPED or coarse_shape < MIN_SHAPED:
+    # finest first: a rung whose mask is particle-shaped and agrees with a coarser one's, itself
+    # particle-shaped (the same particles seen at two scales: not stripes, not texture)
+    for i, (zoom, _, median, shape) in enumerate(rows):
+        if median is None or shape < MIN_SHAPED:
             continue
-        reference = resample(maps[coarser], maps[zoom].shape) >= 0.5
-        if _dice(maps[zoom] >= 0.5, reference) >= AGREEMENT:
-            return zoom, maps, table
-    best_fit = max(fit for _, fit, _ in table)
+        for coarser, _, _, coarse_shape in rows[i + 1 :]:
+            if coarse_shape < MIN_SHAPED:
+                continue
+            reference = resample(maps[coarser], maps[zoom].shape) >= 0.5
+            if _dice(maps[zoom] >= 0.5, reference) >= AGREEMENT:
+                return zoom, maps, table
+    native_row = next(row for row in rows if row[0] == native)
+    if native_row[3] >= MIN_SHAPED:  # round, solid particles at native scale, only of an untrained size
+        return native, maps, table
+    # no two scales agree: the finest rung where the mask is round particles of a trained size,
+    # the coarsest rung excluded (nothing coarser vouches for it; there a lattice blurs into blobs)
+    checked = table[:-1] if len(table) > 1 else table
+    best_fit = max(fit for _, fit, _ in checked)
     if best_fit <= 0:  # no particle of a trained size anywhere: the finest sensible rung
-        return (1.0 if 1.0 in maps else table[0][0]), maps, table
-    # no two scales agree: the finest rung where the mask is round particles of a trained size
-    return next(z for z, fit, _ in table if fit >= 0.8 * best_fit), maps, table
+        return native, maps, table
+    return next(z for z, fit, _ in checked if fit >= 0.8 * best_fit), maps, table
 
 
 def resample(array: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndarray:
