@@ -173,12 +173,123 @@ def test_devices_this_machine_lacks(tmp_path, capsys, denoiser, device):
         ),
         (["finetune", "--model", "random:emzoo_unet_2_44", "--task", "denoise", "--lr", "nan"], "--lr nan"),
         (["pretrain", "--arch", "emzoo_patchgan"], "discriminator"),
+        (["finetune", "--model", "random:emzoo_patchgan", "--task", "denoise"], "--model random:emzoo_patchgan"),
+        (["pretrain", "--arch", "emzoo_unet_2_44", "--gradient-accumulation-steps", "0"], "--gradient-accumulation"),
+        (["pretrain", "--arch", "emzoo_unet_2_44", "--num-workers", "-1"], "--num-workers -1"),
+        (["pretrain", "--arch", "emzoo_unet_2_44", "--seed", "-1"], "--seed -1"),
+        (["pretrain", "--arch", "emzoo_unet_2_44", "--seed", str(2**40)], "--seed 1099511627776"),
+        (["pretrain", "--arch", "emzoo_unet_2_44", "--report-to", "bogus"], "--report-to 'bogus'"),
+        (["pretrain", "--arch", "emzoo_unet_2_44", "--image-size", "7"], "--image-size 7"),
+        (["pretrain", "--arch", "emzoo_unet_2_44", "--data", "corpus:bogus"], "no such corpus part"),
     ],
 )
 def test_training_arguments(tmp_path, capsys, args, fragment):
-    code, err = _cli(capsys, *args, "--data", "simulated", "--output-dir", tmp_path / "run")
+    data = [] if "--data" in args else ["--data", "simulated"]
+    code, err = _cli(capsys, *args, *data, "--output-dir", tmp_path / "run")
     _one_line_error(code, err, fragment)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["reproduce", "--seeds", "abc"], "--seeds 'abc'"),
+        (["data", "corpus", "--workers", "-1"], "--workers -1"),
+        (["demo", "--port", "99999"], "--port 99999"),
+        (["demo", "--models", "/nonexistent/model"], "/nonexistent/model: no such folder"),
+    ],
+)
+def test_other_commands_check_their_arguments_first(tmp_path, capsys, args, fragment):
+    code, err = _cli(capsys, *args, *(["--output-dir", tmp_path / "r"] if args[0] == "reproduce" else []))
+    if args[0] == "data":
+        code, err = _cli(capsys, *args, "--out", tmp_path / "c")
+    _one_line_error(code, err, fragment)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
+
+
+def test_library_refuses_what_the_cli_refuses(denoiser, tmp_path):
+    """The same checks from Python: channels, constant images, devices, particle inputs."""
+    from emzoo.inference.particles import analyze_particles
+
+    for kwargs in ({"num_classes": 0}, {"num_classes": -1}, {"in_chans": 0}):
+        with pytest.raises(ConfigError, match="expected a whole number of channels"):
+            emzoo.create_model("emzoo_unet_2_44", **kwargs)
+    with pytest.raises(ConfigError, match="num_classes 0"):
+        emzoo.load(denoiser, num_classes=0)
+    with pytest.raises(DataError, match="constant image"):
+        emzoo.predict(emzoo.load(denoiser), np.ones((32, 32), np.float32))
+    with pytest.raises(ConfigError, match="device 'cuda:7': not available here"):
+        emzoo.load(denoiser, device="cuda:7")
+    mask = np.zeros((32, 32))
+    mask[8:16, 8:16] = 1
+    for pixel in (-1.0, float("nan"), True):
+        with pytest.raises(EmzooError, match="pixel_size_nm"):
+            analyze_particles(mask, pixel)
+    with pytest.raises(DataError, match="expected a probability map"):
+        analyze_particles(RNG.random((32, 32)) * 1000, 0.1)  # a raw image, not a segmentation
+
+
+def test_a_name_or_a_half_model_predicts_like_the_model(denoiser):
+    image = RNG.random((48, 48)).astype(np.float32)
+    model = emzoo.load(denoiser)
+    expected = emzoo.predict(model, image)
+    np.testing.assert_allclose(emzoo.predict(str(denoiser), image), expected, rtol=1e-5, atol=1e-5)
+    half = emzoo.predict(emzoo.load(denoiser).half(), image)
+    assert np.isfinite(half).all() and np.abs(half - expected).max() < 0.05 * np.ptp(expected)
+
+
+def test_arrays_and_tiffs_read_as_what_they_are(tmp_path):
+    import tifffile
+
+    np.save(tmp_path / "two.npy", RNG.random((64, 64, 2)).astype(np.float32))
+    with pytest.raises(DataError, match="two channels last"):
+        emzoo_io.read(tmp_path / "two.npy", frames="each")
+    rgb = (RNG.random((3, 40, 50)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "planar.tif", rgb, photometric="rgb", planarconfig="separate")
+    image, meta = emzoo_io.read(tmp_path / "planar.tif")  # one gray image, not a 3-frame stack
+    assert image.shape == (40, 50) and meta["frames"] == 1
+    with pytest.raises(DataError, match="cannot write complex128"):
+        emzoo_io.write(tmp_path / "c.tif", np.ones((4, 4), complex))
+    nan = RNG.random((20, 20))
+    nan[0, 0] = np.nan
+    emzoo_io.write(tmp_path / "nan.png", nan)
+    preview = emzoo_io.read(tmp_path / "nan.png")[0]
+    assert preview[0, 0] == 0 and preview.max() == 255  # NaN black, the rest scaled as if it were absent
+
+
+def test_copies_of_shipped_folders_are_checked_against_the_registry(tmp_path):
+    """Shipped folders older than the weights pin: a copy with an edited task, a config asking
+    for a huge network, or changed weights without the test pair are refused."""
+    from emzoo.zoo import ZOO
+
+    shipped = ZOO["unet-2-44-emsim-hrtem-seg"].shipped_folder
+    edited = _copy(shipped, tmp_path, "task")
+    _edit_config(edited, emzoo={"task": "denoise"})
+    with pytest.raises(CheckpointError, match="is the shipped unet-2-44-emsim-hrtem-seg"):
+        emzoo.load(edited)
+    huge = _copy(shipped, tmp_path, "huge")
+    config = json.loads((huge / "config.json").read_text())
+    _edit_config(huge, model_args={**config["model_args"], "width": 20000})
+    with pytest.raises(CheckpointError, match="the config does not belong to these weights"):
+        emzoo.load(huge)
+    scaled = _copy(shipped, tmp_path, "scaled")
+    weights = load_file(scaled / "model.safetensors")
+    save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in weights.items()}, scaled / "model.safetensors")
+    (scaled / "test_pair.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="cannot be verified"):
+        emzoo.load(scaled)
+
+
+def test_save_pretrained_never_deletes_a_users_folder(tmp_path, denoiser):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds files that are not a model's"):
+        emzoo.save_pretrained(emzoo.load(denoiser), folder, task="denoise")
+    assert (folder / "notes.txt").read_text() == "mine"
+    again = emzoo.save_pretrained(emzoo.load(denoiser), tmp_path / "model", task="denoise")
+    emzoo.save_pretrained(emzoo.load(denoiser), again, task="denoise")  # a model folder is replaced whole
+    assert emzoo.load(again) is not None
 
 
 def test_an_architecture_name_is_not_a_checkpoint():
