@@ -3,6 +3,7 @@ no silently wrong result, no file lost. The table in docs/bad_input.md lists the
 
 import json
 import math
+from pathlib import Path
 
 import mrcfile
 import numpy as np
@@ -392,3 +393,36 @@ def test_export_into_a_file_is_one_line(tmp_path, capsys, denoiser):
         capsys, "predict", denoiser / "README.md", "--model", denoiser, "--output-dir", tmp_path / "taken" / "o"
     )
     _one_line_error(code, err, "--output-dir")
+
+
+def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, capsys):
+    """torch.save on a full disk raises a RuntimeError from its C++ writer; the run says which
+    checkpoint could not be written, leaves no half-written folder, and the CLI prints one line."""
+    from emzoo.train.run_folder import save_checkpoint
+
+    class FullDisk:
+        is_main_process = True
+
+        def wait_for_everyone(self):
+            pass
+
+        def save_state(self, folder):
+            Path(folder).mkdir(parents=True)
+            (Path(folder) / "model.safetensors").write_bytes(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file")
+
+    with pytest.raises(OSError, match="is the disk full") as error:
+        save_checkpoint(FullDisk(), tmp_path, 10, keep=2)
+    assert "step_00000010" in error.value.filename
+    assert not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_a_latin1_file_name_predicts(tmp_path, capsys, segmenter):
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    emzoo_io.write(folder / os.fsdecode(b"caf\xe9.tif"), RNG.random((48, 48)).astype(np.float32))
+    code, err = _cli(capsys, "predict", folder, "--model", segmenter, "--output-dir", tmp_path / "o", "--quiet")
+    assert code == 0, err
+    assert (tmp_path / "o" / os.fsdecode(b"caf\xe9_sizes.png")).is_file()

@@ -198,7 +198,9 @@ def write_histogram(path: str | Path, rows: list[dict], pixel_size_nm: float | N
         ax.text(0.5, 0.5, "no particles", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(f"equivalent diameter ({unit})")
     ax.set_ylabel("particles")
-    ax.set_title(title or f"{len(diameters)} particles", fontsize=9)
+    # a file name that is not UTF-8 (latin-1 bytes on disk) is shown with its bad bytes replaced
+    shown = (title or f"{len(diameters)} particles").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    ax.set_title(shown, fontsize=9)
     fig.tight_layout()
     out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)

@@ -3,6 +3,7 @@ checkpoints written atomically, the best ``model/``, ``result.json`` and the los
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -85,7 +86,14 @@ def save_checkpoint(accelerator, out: Path, step: int, keep: int) -> Path:
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    try:
+        accelerator.save_state(str(tmp))
+    except RuntimeError as e:  # torch.save's writer on a full disk: "PytorchStreamWriter failed writing file"
+        if "writ" not in str(e).lower():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        detail = str(e).strip().splitlines()[-1][:160]
+        raise OSError(errno.ENOSPC, f"cannot write the checkpoint (is the disk full?): {detail}", str(final)) from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
