@@ -198,6 +198,8 @@ def test_training_arguments(tmp_path, capsys, args, fragment):
         (["data", "corpus", "--workers", "-1"], "--workers -1"),
         (["demo", "--port", "99999"], "--port 99999"),
         (["demo", "--models", "/nonexistent/model"], "/nonexistent/model: no such folder"),
+        (["reproduce", "--preset", "paper", "--data-root", "/nonexistent"], "--data-root /nonexistent: no cem500k/"),
+        (["reproduce", "--data-root", "/nonexistent"], "--data-root /nonexistent: no cem500k/"),
     ],
 )
 def test_other_commands_check_their_arguments_first(tmp_path, capsys, args, fragment):

@@ -23,7 +23,7 @@ import torch
 from emzoo.data import load_dataset
 from emzoo.errors import ConfigError
 from emzoo.reproduce.plan import Stage, budget, data_for, plan, stage_config, write_paper_commands
-from emzoo.reproduce.presets import PRESETS, Preset
+from emzoo.reproduce.presets import DATA_DIRS, PRESETS, Preset
 from emzoo.reproduce.report import write_report
 from emzoo.tasks import FINETUNE_TASKS, get_task
 from emzoo.train import run
@@ -85,6 +85,10 @@ def reproduce(
     seeds = [_seed(s) for s in seeds] if seeds else list(preset.default_seeds)
     out = Path(out)
     root = Path(data_root) if data_root else None
+    if root is not None:  # checked before anything is written
+        missing = [f"{d}/" for d in dict.fromkeys(DATA_DIRS.values()) if not (root / d).exists()]
+        if missing:
+            raise ConfigError(f"data_root {root}: no {', '.join(missing)}; expected cem500k/, au/ and temimagenet/")
     if preset_name == "paper":
         script = write_paper_commands(preset, seeds, out, root)
         if root is None or dry_run:
