@@ -41,8 +41,8 @@ class SizeSpy:
     """Records the (H, W) of every array the model runs on."""
 
     def __init__(self, predictor):
-        self.sizes, self.run = [], predictor.run
-        predictor.run = self
+        self.sizes, self.run = [], predictor.engine
+        predictor.engine = self
 
     def __call__(self, x):
         self.sizes.append(x.shape[-2:])

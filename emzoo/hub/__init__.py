@@ -18,7 +18,9 @@ from emzoo.hub.folder import (  # noqa: F401
 )
 from emzoo.hub.resolve import (  # noqa: F401
     HF_PREFIX,
+    available_models,
     check_pinned,
+    choice_label,
     create_model,
     download,
     info,

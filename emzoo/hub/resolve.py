@@ -16,6 +16,7 @@ from torch import nn
 from emzoo.errors import CheckpointError, ConfigError, ModelNotFoundError
 from emzoo.fsutil import sha256_file
 from emzoo.hub.folder import HUB_FILES, PICKLE_SUFFIXES, WEIGHTS_NAME, load_folder
+from emzoo.tasks import TASKS
 from emzoo.zoo import ZOO, ZooEntry, list_models
 
 _log = logging.getLogger(__name__)
@@ -230,3 +231,29 @@ def _cached_location(entry: ZooEntry) -> str:
         return f"shipped with emzoo: {entry.shipped_folder} (sha256 {entry.sha256[:12]}...)"
     status = "published" if entry.published else "not published yet"
     return f"not in the local cache; {status} on the Hub as {entry.hub_id}@{entry.revision}"
+
+
+# pickers group models by task: fine-tuned tasks first (segmentation leads), pretext generators last
+TASK_ORDER = {
+    name: rank for rank, name in enumerate(sorted(TASKS, key=lambda n: (TASKS[n].pretext, not TASKS[n].segmentation)))
+}
+
+
+def available_models() -> list[str]:
+    """The zoo's models whose weights are on this machine (shipped with emzoo or in the Hugging
+    Face cache), by task: what the Space and the napari plugin offer."""
+    from huggingface_hub import try_to_load_from_cache
+
+    here = [
+        e
+        for e in ZOO.values()
+        if e.shipped_folder is not None
+        or isinstance(try_to_load_from_cache(e.hub_id, WEIGHTS_NAME, revision=e.revision), str)
+    ]
+    return [e.name for e in sorted(here, key=lambda e: (TASK_ORDER.get(e.task, len(TASK_ORDER)), e.name))]
+
+
+def choice_label(name: str) -> str:
+    """How a model picker shows a name: with its task."""
+    entry = ZOO.get(name)
+    return f"{entry.task} · {name}" if entry else name

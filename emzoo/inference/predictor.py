@@ -6,6 +6,7 @@ scale (see :mod:`emzoo.inference.scale`) and its result comes back on the input'
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,7 @@ class Predictor:
         precision: str = "float32",
         scale: float | str = "auto",
         mirror_border: bool = True,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         if isinstance(model, str | Path):  # a zoo name, hf-hub:ORG/NAME or a folder, as emzoo.load takes
             model = load(model)
@@ -116,8 +118,10 @@ class Predictor:
         norm_params(np.zeros((2, 2), np.float32), self.normalization)  # an unknown method fails here, not later
         self.scale = check_scale(scale)
         self.mirror_border = mirror_border  # False: the network's own zero padding (what exports compute)
-        self.run = make_engine(model, engine, channels_last, precision)
-        self.precision = getattr(self.run, "precision", "float32")
+        self.engine = make_engine(model, engine, channels_last, precision)
+        self.precision = getattr(self.engine, "precision", "float32")
+        # called after every forward pass: a GUI's progress, or its cancel (by raising)
+        self.on_batch = on_batch
         self.last_scale: ScaleChoice | None = None  # what the latest call ran at
 
     @torch.inference_mode()
@@ -165,6 +169,12 @@ class Predictor:
         rungs = [[round(z, 5), round(f, 3), None if m is None else round(m, 1)] for z, f, m in table]
         return ScaleChoice(zoom, "particles", particle_diameter_px=median, candidates=rungs), raw
 
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = self.engine(batch)
+        if self.on_batch is not None:
+            self.on_batch()
+        return out
+
     def _forward(self, x: np.ndarray, zoom: float) -> np.ndarray:
         """The network's raw (C, H, W) output on ``x`` resampled by ``zoom``, on that working grid.
         The working image is framed by mirrored context so the border strip sees an image, not the
@@ -180,10 +190,10 @@ class Predictor:
         if tile is None:  # images within the pixel budget run whole: no margins to recompute
             tile = 0 if ph * pw <= pixel_budget(self.model) else default_tile(self.model, self.margin, max(ph, pw))
         if tile == 0 or (ph <= tile and pw <= tile):
-            result = self.run(x[None, None])[0]
+            result = self._run(x[None, None])[0]
         else:
             batch = self.batch_size or default_batch(self.model, tile)
-            result = run_tiled(x, self.run, self.model, tile, self.margin, batch, self.progress)
+            result = run_tiled(x, self._run, self.model, tile, self.margin, batch, self.progress)
         s, p = self.task.output_scale, pad * self.task.output_scale
         return result[:, p : p + s * h, p : p + s * w]
 

@@ -15,13 +15,10 @@ import numpy as np
 
 from emzoo import io
 from emzoo.errors import ConfigError, DataError, EmzooError, ModelNotFoundError
-from emzoo.hub import load
-from emzoo.hub.folder import WEIGHTS_NAME
+from emzoo.hub import available_models, choice_label, load
 from emzoo.inference.particles import analyze_particles
 from emzoo.inference.predictor import Predictor, model_task, output_pixel_size
 from emzoo.io import to_uint8
-from emzoo.tasks import TASKS
-from emzoo.zoo import ZOO
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 MAX_UPLOAD_MB = 512
@@ -38,30 +35,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-# the picker's groups: fine-tuned tasks first (segmentation leads), pretext generators last
-TASK_ORDER = {
-    name: rank for rank, name in enumerate(sorted(TASKS, key=lambda n: (TASKS[n].pretext, not TASKS[n].segmentation)))
-}
-
-
 def reachable_models(extra: list[str] | None = None) -> list[str]:
-    """The given folders / hub ids first, as given, then the zoo entries whose weights are here
-    (shipped or in the Hugging Face cache), by task."""
-    from huggingface_hub import try_to_load_from_cache
-
+    """The given folders / hub ids first (each loaded once, so a typo fails when the app starts,
+    not when a visitor picks it), then the zoo's models whose weights are here."""
     given = [str(p) for p in extra or []]
-    for name in given:  # a typo fails at start, not when a visitor picks the model
+    for name in given:
         load(name)
-    zoo = [
-        e
-        for e in ZOO.values()
-        if e.name not in given
-        and (
-            e.shipped_folder is not None
-            or isinstance(try_to_load_from_cache(e.hub_id, WEIGHTS_NAME, revision=e.revision), str)
-        )
-    ]
-    return given + [e.name for e in sorted(zoo, key=lambda e: (TASK_ORDER.get(e.task, len(TASK_ORDER)), e.name))]
+    return given + [n for n in available_models() if n not in given]
 
 
 def launch(demo, **kwargs):
@@ -74,12 +54,6 @@ def check_port(port: int) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ConfigError(f"port {port!r}: expected a TCP port from 1 to 65535")
     return port
-
-
-def choice_label(name: str) -> str:
-    """How the model picker shows a name: grouped by task."""
-    entry = ZOO.get(name)
-    return f"{entry.task} · {name}" if entry else name
 
 
 class ModelCache:
