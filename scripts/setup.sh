@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install emzoo with everything its tests need. Idempotent; safe to rerun.
-#   bash scripts/setup.sh                 # the package, its CLI and test dependencies
+#   bash scripts/setup.sh                 # the package, its CLI and test dependencies (napari's Qt libraries when root)
 #   bash scripts/setup.sh --with-browser  # also Debian's chromium, for the Space's browser test
 # torch/torchvision are pinned to the releases this machine's pip cap allows (CPU is enough).
 set -euo pipefail
@@ -11,6 +11,16 @@ if [ "${1:-}" = "--with-browser" ] && ! command -v chromium >/dev/null 2>&1; the
     apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
   else
     echo "setup: chromium is missing and this is not root; the browser test will be skipped" >&2
+  fi
+fi
+# the napari plugin's tests run Qt on a virtual X display: Xvfb and the libraries Qt's xcb plugin loads
+QT_DEBS="xvfb xauth libgl1 libegl1 libfontconfig1 libdbus-1-3 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
+libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 libxcb-shape0 libxcb-cursor0"
+if ! command -v Xvfb >/dev/null 2>&1 || ! dpkg -s libxcb-icccm4 >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && apt-get install -y -qq $QT_DEBS >/dev/null
+  else
+    echo "setup: Xvfb/Qt libraries are missing and this is not root; the napari tests will be skipped" >&2
   fi
 fi
 python3 -m venv .venv

@@ -31,11 +31,16 @@ def layer_data(path: str | Path) -> tuple[np.ndarray, dict[str, Any], str]:
     path = Path(path)
     array, meta = io.read(path, frames="each")
     pixel = meta.get("pixel_size_nm")
-    return (
-        array,
-        {"name": path.stem, **layer_geometry(pixel, array.ndim), "metadata": {"emzoo": {"source": str(path), **meta}}},
-        "image",
-    )
+    # micrographs are mostly background with a few bright or dark outliers: the display range
+    # from robust percentiles, as emzoo's PNG previews (the data stay untouched)
+    low, high = (float(v) for v in np.percentile(array, [0.5, 99.5]))
+    kwargs = {
+        "name": path.stem,
+        **layer_geometry(pixel, array.ndim),
+        "contrast_limits": (low, high if high > low else low + 1),
+        "metadata": {"emzoo": {"source": str(path), **meta}},
+    }
+    return array, kwargs, "image"
 
 
 def get_reader(path: str | list[str]) -> Callable | None:
