@@ -119,8 +119,24 @@ def test_function_local_imports_only_in_the_cli():
 
 
 def test_lower_rooms_never_import_upper_ones():
-    lower = {"emzoo.errors", "emzoo.fsutil", "emzoo.devices", "emzoo.io", "emzoo.normalize", "emzoo.tasks", "emzoo.zoo.catalog"}
-    upper = ("emzoo.train", "emzoo.reproduce", "emzoo.space", "emzoo.export", "emzoo.cli", "emzoo.inference", "emzoo.napari_plugin")
+    lower = {
+        "emzoo.errors",
+        "emzoo.fsutil",
+        "emzoo.devices",
+        "emzoo.io",
+        "emzoo.normalize",
+        "emzoo.tasks",
+        "emzoo.zoo.catalog",
+    }
+    upper = (
+        "emzoo.train",
+        "emzoo.reproduce",
+        "emzoo.space",
+        "emzoo.export",
+        "emzoo.cli",
+        "emzoo.inference",
+        "emzoo.napari_plugin",
+    )
     graph = _import_graph()
     for name in lower & set(graph):
         assert not [t for t in graph[name] if t.startswith(upper)], f"{name} imports {graph[name]}"
