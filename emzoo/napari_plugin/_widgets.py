@@ -153,6 +153,9 @@ class PredictWidget(QWidget):
         layout.addWidget(self.save_csv)
         layout.addStretch()
 
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._tick)
+        self._batches, self._running_text = 0, ""
         self.refresh_layers()
         self.refresh_models()
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
@@ -239,12 +242,12 @@ class PredictWidget(QWidget):
             self.status.setText(f"error: {e}")
             return
         self._cancel.clear()
-        batches = [0]
+        self._batches = 0
 
-        def on_batch() -> None:
+        def on_batch() -> None:  # in the worker thread: counts, or stops the run
             if self._cancel.is_set():
                 raise Cancelled
-            batches[0] += 1
+            self._batches += 1
 
         data = np.asarray(layer.data)
         self.worker = create_worker(run_model, model, data, pixel, scale, on_batch, _ignore_errors=True)
@@ -254,23 +257,32 @@ class PredictWidget(QWidget):
         self.progress.setRange(0, 0)  # busy: the number of passes depends on the working scale chosen
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.status.setText(f"running {self.model_box.currentText()} on {layer.name}…")
+        self._running_text = f"running {self.model_box.currentText()} on {layer.name}"
+        self.status.setText(f"{self._running_text}…")
+        self._timer.start(250)
         self.worker.start()
+
+    def _tick(self) -> None:  # on the GUI thread: how far the worker got
+        if not self._cancel.is_set():
+            self.status.setText(f"{self._running_text}: {self._batches} forward passes")
 
     def cancel(self) -> None:
         self._cancel.set()
         self.status.setText("cancelling after the current pass…")
 
     def _idle(self) -> None:
+        self._timer.stop()
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
     def _failed(self, error: Exception) -> None:
+        self._timer.stop()
         self.status.setText("cancelled" if isinstance(error, Cancelled) else f"error: {error}")
 
     def _show(self, layer, result: dict) -> None:
+        self._timer.stop()
         self.last_result = result
         task = result["task"]
         choice = result["choices"][0]
