@@ -126,7 +126,7 @@ def _check_replaceable(folder: Path) -> None:
             "folder (nothing was changed)"
         )
     if any(folder.iterdir()):
-        _log.warning("replacing the model folder %s", folder)
+        _log.info("replacing the model folder %s", folder)
 
 
 def provenance_cfg(pretrained_cfg: dict | None, zoo_name: str | None) -> dict:
