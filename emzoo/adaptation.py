@@ -32,6 +32,7 @@ from emzoo.data.selfsupervised import ADAPT_FILE, MIN_SIDE, SelfSupervisedDatase
 from emzoo.errors import ConfigError, DataError
 from emzoo.fsutil import cache_root
 from emzoo.hub import create_model, load, save_pretrained
+from emzoo.inference.files import find_inputs
 from emzoo.inference.predictor import check_image_array, model_task
 from emzoo.inference.scale import check_pixel_size
 from emzoo.normalize import apply_params, norm_params
@@ -129,6 +130,10 @@ def _fingerprint(stacks: list[np.ndarray], method: str, ref: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def _files_in(folder: str | Path) -> list[Path]:
+    return [path for path, _ in find_inputs([folder])]
+
+
 def adapt(
     model: str | Path | None,
     images: Sequence | np.ndarray | str | Path,
@@ -153,6 +158,9 @@ def adapt(
     ``auto``. Rerunning with the same arguments resumes an interrupted run."""
     if isinstance(images, (str, Path, np.ndarray)):
         images = [images]
+    # folders stand for the micrographs in them, as `emzoo predict` reads them
+    folder = [isinstance(item, str | Path) and Path(item).is_dir() for item in images]
+    images = [found for item, is_dir in zip(images, folder) for found in (_files_in(item) if is_dir else [item])]
     if not images:
         raise DataError("images: none given; expected micrograph files or arrays")
     for name, value in (("minutes", minutes), ("steps", steps)):

@@ -42,21 +42,23 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 @contextmanager
-def new_folder(out: str | Path, flag: str = "--out", *, replace: bool = False) -> Iterator[Path]:
+def new_folder(out: str | Path, name: str = "out", *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``out`` to fill; it becomes ``out`` only if the block
     succeeds. ``out`` must not exist or be empty (nothing is ever overwritten) unless ``replace``,
     which swaps a previous ``out`` for the new one whole."""
+    if not str(out).strip():
+        raise ConfigError(f"{name} {str(out)!r}: expected a folder path")
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{flag} {out}: is a file; expected a new folder (nothing was overwritten)")
+        raise ConfigError(f"{name} {out}: is a file; expected a new folder (nothing was overwritten)")
     if not replace and out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{flag} {out}: exists and is not empty; choose a new folder (nothing was overwritten)")
+        raise ConfigError(f"{name} {out}: exists and is not empty; choose a new folder (nothing was overwritten)")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", dir=out.parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 likewise
     except OSError as e:
-        raise ConfigError(f"{flag} {out}: cannot create it ({e.strerror})") from None
+        raise ConfigError(f"{name} {out}: cannot create it ({e.strerror})") from None
     try:
         yield tmp
         old = out.with_name(f".{out.name}.old")
