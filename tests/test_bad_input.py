@@ -428,3 +428,18 @@ def test_a_latin1_file_name_predicts(tmp_path, capsys, segmenter):
     code, err = _cli(capsys, "predict", folder, "--model", segmenter, "--output-dir", tmp_path / "o", "--quiet")
     assert code == 0, err
     assert (tmp_path / "o" / os.fsdecode(b"caf\xe9_sizes.png")).is_file()
+
+
+def test_empty_output_paths_and_folders_of_micrographs(tmp_path, capsys, denoiser):
+    code, err = _cli(capsys, "export", "--model", denoiser, "--format", "onnx", "--out", "")
+    _one_line_error(code, err, "--out '': expected a folder path")
+    folder = tmp_path / "session"
+    folder.mkdir()
+    for name in ("a.tif", "b.tif"):
+        emzoo_io.write(folder / name, RNG.random((64, 64)).astype(np.float32))
+    code, err = _cli(
+        capsys, "adapt", folder, "--model", denoiser, "--output-dir", tmp_path / "adapted", "--steps", "1", "--quiet"
+    )
+    assert code == 0, err  # a folder stands for the micrographs in it, as for predict
+    config = json.loads((tmp_path / "adapted" / "model" / "config.json").read_text())
+    assert config["emzoo"]["adaptation"]["images"] == 2
