@@ -144,6 +144,12 @@ def _mean(scores: list[tuple[float, float]]) -> dict:
     }
 
 
+def _has_particles(record: dict) -> bool:
+    """Whether a corpus image shows particles (corpus 3 also has particles on lattices; particle-free
+    images are bare lattices and supports)."""
+    return any(p.get("seen_diameter_nm", p.get("diameter_nm")) for p in record.get("particles", []))
+
+
 def segmentation_rows(names: list[str], per_modality: int) -> list[dict]:
     rows = []
     for name in (n for n in names if ZOO[n].task == "segment"):
@@ -152,8 +158,8 @@ def segmentation_rows(names: list[str], per_modality: int) -> list[dict]:
         group = "tem" if "hrtem" in name else "stem"
         for modality in (m for m, g in SEGMENT_GROUP.items() if g == group):
             samples = records(corpus, split="test", modality=modality)
-            with_particles = [r for r in samples if r["content"] == "particles"][:per_modality]
-            empty = [r for r in samples if r["content"] != "particles"][:per_modality]
+            with_particles = [r for r in samples if _has_particles(r)][:per_modality]
+            empty = [r for r in samples if not _has_particles(r)][:per_modality]
             tp = fp = fn = total_px = 0
             count_true = count_pred = 0
             diam_true, diam_pred, empty_area = [], [], []
@@ -164,7 +170,7 @@ def segmentation_rows(names: list[str], per_modality: int) -> list[dict]:
                 prob = emzoo.predict(model, image, pixel_size=r["pixel_size_nm"])
                 pred = analyze_particles(prob, r["pixel_size_nm"])
                 mask = pred.labels > 0
-                if r["content"] != "particles":
+                if not _has_particles(r):
                     empty_area.append(float(mask.mean()))
                     continue
                 t = truth > 0
