@@ -126,6 +126,20 @@ def test_prediction_through_the_dock_equals_the_api_and_keeps_the_scale(make_nap
     assert meta["pixel_size_nm"] == pytest.approx(pixel, rel=1e-4) and back.max() == report.labels.max()
 
 
+def test_restoration_through_the_dock_is_an_image_at_the_output_pixel_size(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    ((data, kwargs, _),) = _io.sample_adf()
+    layer = viewer.add_image(data[:64, :64], **kwargs)
+    widget = PredictWidget(viewer)
+    widget.select_model("unet-4-424-emsim-super-res")
+    widget.run()
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=300_000)
+    result = viewer.layers[-1]
+    expected = emzoo.predict(emzoo.load("unet-4-424-emsim-super-res"), data[:64, :64], pixel_size=kwargs["scale"][-1])
+    np.testing.assert_allclose(result.data, expected, rtol=1e-5, atol=1e-5)
+    assert result.data.shape == (128, 128) and result.scale[-1] == pytest.approx(layer.scale[-1] / 2)
+
+
 def test_super_resolution_lands_on_the_input(make_napari_viewer):
     viewer = make_napari_viewer()
     layer = viewer.add_image(np.zeros((4, 4)), scale=(0.2, 0.2), translate=(1.0, 1.0), units=("nm", "nm"))
