@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -78,6 +79,14 @@ def cache_root() -> Path:
 
 
 def sha256_file(path: str | Path) -> str:
+    """The file's sha256, read once per version of the file: loading a zoo name checks the
+    registry's pin and then the folder's own pin on the same weights file."""
+    stat = os.stat(path)
+    return _sha256(os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -118,7 +118,8 @@ def _check_replaceable(folder: Path) -> None:
         return
     if not folder.is_dir():
         raise ConfigError(f"save_directory {folder}: is a file; expected a folder (nothing was changed)")
-    others = [p.name for p in folder.iterdir() if p.name not in HUB_FILES[:4] and p.suffix != ".png"]
+    model_files = {CONFIG_NAME, WEIGHTS_NAME, TEST_PAIR_NAME, CARD_NAME}
+    others = [p.name for p in folder.iterdir() if p.name not in model_files and p.suffix != ".png"]
     if others:
         shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
         raise ConfigError(

@@ -58,11 +58,8 @@ CORPUS_SUBSETS = {"pretext": "pretext", "segment": "segment/tem"}  # restoration
 
 
 def data_for(preset: Preset, task: str, data_root: Path | None) -> str:
-    if data_root is not None:
-        path = data_root / DATA_DIRS[task]
-        if not path.exists():
-            raise ConfigError(f"data_root {data_root}: no {DATA_DIRS[task]}/ for task '{task}'")
-        return str(path)
+    if data_root is not None:  # reproduce() checked that every folder is there
+        return str(data_root / DATA_DIRS[task])
     if preset.corpus:
         return str(default_corpus(**dict(preset.corpus)) / CORPUS_SUBSETS.get(task, "restore"))
 
