@@ -5,7 +5,9 @@ A warm start (``emzoo zoo build NAME --warm-start``) continues from the checkpoi
 weights on its recipe's current corpus, and replaces the folder only when the held-out test metric
 improves over the shipped weights scored on the same split; the folder's ``train_cost`` sums the
 steps and wall time of every run that made it, and ``docs/zoo_build_log.jsonl`` records every run,
-kept or not. Budgets add up across sessions this way.
+kept or not. Budgets add up across sessions this way. ``--from-pretext`` fine-tunes again from the
+shipped pretext checkpoint (after its own warm starts) under the same rule: a new lineage, whose
+cost starts at its own run. Both settle with a cosine learning-rate schedule.
 
 Resumable per checkpoint (a finished checkpoint, pinned in ``shipped.json``, is not retrained) and
 within one (its run folder keeps Accelerate checkpoints, resumed with ``latest``). Each finished
@@ -116,6 +118,7 @@ def train_config(
     steps: int | None = None,
     warm: bool = False,
     progress: bool = True,
+    settle: bool = False,
 ) -> TrainConfig:
     recipe = RECIPES[entry.recipe]
     return TrainConfig.from_recipe(
@@ -125,6 +128,7 @@ def train_config(
         model=str(base_folder) if base_folder else None,
         max_steps=steps,
         prior_head=recipe.prior_head and not warm,  # a warm start keeps its trained head
+        lr_schedule="cosine" if settle else "constant",  # a rerun's new schedule settles to 0
         seed=0,
         checkpointing_steps=100,
         resume_from_checkpoint="latest" if latest_checkpoint(run_dir) else None,
@@ -161,18 +165,24 @@ def build_one(
     warm: bool = False,
     steps: int | None = None,
     progress: bool = True,
+    from_pretext: bool = False,
 ) -> dict:
     """Train one checkpoint (resuming its run) and write its shipped folder. ``warm``: continue
-    from the shipped weights and keep the result only if its held-out metric beats theirs."""
+    from the shipped weights; ``from_pretext``: fine-tune again from the shipped pretext weights;
+    either keeps the result only if its held-out metric beats the shipped checkpoint's."""
     recipe = RECIPES[entry.recipe]
     corpus = corpus_for(recipe)
     task = get_task(entry.task)
     base_folder = None
     previous_cost: dict = {}
+    shipped_folder = out / entry.name
+    challenger = warm or from_pretext  # must beat what ships
+    if challenger and not (shipped_folder / "model.safetensors").is_file():
+        raise ConfigError(f"{entry.name}: not built yet; build it first (`emzoo zoo build {entry.name}`)")
+    if from_pretext and not entry.base_model:
+        raise ConfigError(f"{entry.name}: a pretext checkpoint has no pretext to start from; use --warm-start")
     if warm:
-        base_folder = out / entry.name
-        if not (base_folder / "model.safetensors").is_file():
-            raise ConfigError(f"{entry.name}: not built yet; a warm start continues from shipped weights")
+        base_folder = shipped_folder
         previous_cost = load(base_folder).emzoo_cfg.get("train_cost") or {}
         steps = steps or WARM_STEPS["hrnet" if entry.arch.startswith("emzoo_hrnet") else "unet"]
     elif entry.base_model:
@@ -180,22 +190,28 @@ def build_one(
         if not (base_folder / "model.safetensors").is_file():
             raise ConfigError(f"{entry.name}: its pretext checkpoint {entry.base_model} is not built yet")
     runs_before = len(previous_cost.get("runs", [])) or (1 if previous_cost else 0)
-    run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
+    if from_pretext:  # one run folder per pretext version: a newer pretext starts a new run
+        run_dir = runs / f"{entry.name}-from-{sha256_file(base_folder / 'model.safetensors')[:8]}"
+    else:
+        run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
     start = time.perf_counter()
-    result = Trainer(train_config(entry, corpus, run_dir, base_folder, steps, warm, progress)).train()
-    wall = time.perf_counter() - start
+    config = train_config(entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger)
+    result = Trainer(config).train()
+    # a resumed run's earlier invocations count too: their training seconds are in its state
+    wall = time.perf_counter() - start - result["train_seconds"] + result["run_train_seconds"]
     machine = hardware()
     metric = task.selection[0]
     record = {
         "name": entry.name,
         "run": run_dir.name,
         "warm": warm,
+        **({"from_pretext": entry.base_model} if from_pretext else {}),
         "steps": result["steps"],
         "wall_seconds": round(wall, 1),
     }
     record["test"] = result["test"]
-    if warm:
-        shipped = _held_out(base_folder, entry, corpus)
+    if challenger:
+        shipped = _held_out(shipped_folder, entry, corpus)
         record["shipped_test"] = shipped
         better = metric in result["test"] and task.is_better(result["test"][metric], shipped.get(metric))
         record["kept"] = bool(better)
@@ -233,7 +249,13 @@ def build_one(
         particle_px=particle_px_range(corpus, recipe.subset, recipe.image_size) if task.segmentation else None,
         train_cost=_summed_cost(previous_cost, run_dir.name, wall, result["steps"], machine),
         train_summary=(
-            (f"`emzoo zoo build --warm-start` (run {runs_before + 1}): " if warm else "`emzoo zoo build`: ")
+            (
+                f"`emzoo zoo build --warm-start` (run {runs_before + 1}): "
+                if warm
+                else "`emzoo zoo build --from-pretext`: "
+                if from_pretext
+                else "`emzoo zoo build`: "
+            )
             + f"{result['steps']} steps of batch {recipe.batch_size} at {recipe.image_size}^2 "
             f"(best validation at step {result['best_val'].get('step')}) "
             f"on the corpus' {recipe.subset} folder"
@@ -247,7 +269,7 @@ def build_one(
         "name": entry.name,
         "sha256": sha256_file(out / entry.name / "model.safetensors"),
         "wall_seconds": wall,
-        **({"kept": True, "test": result["test"], "shipped_test": record["shipped_test"]} if warm else {}),
+        **({"kept": True, "test": result["test"], "shipped_test": record["shipped_test"]} if challenger else {}),
     }
 
 
@@ -293,9 +315,13 @@ def build(
     progress: bool = True,
     warm_start: bool = False,
     steps: int | None = None,
+    from_pretext: bool = False,
 ) -> list[dict]:
     """Build the shipped checkpoints (all, or ``names``), skipping the finished ones; with
-    ``warm_start``, continue each (built) one from its shipped weights for ``steps`` more."""
+    ``warm_start``, continue each (built) one from its shipped weights for ``steps`` more; with
+    ``from_pretext``, fine-tune each again from its shipped pretext checkpoint."""
+    if warm_start and from_pretext:
+        raise ConfigError("warm_start and from_pretext: choose one start")
     from tqdm.auto import tqdm
 
     entries = shipped_entries()
@@ -307,8 +333,10 @@ def build(
     runs = Path(runs) if runs else cache_root() / "zoo-build"
     done = []
     for entry in tqdm(entries, desc="zoo build", unit="ckpt", disable=not progress):
-        if warm_start:
-            record = build_one(entry, runs, warm=True, steps=steps, progress=progress)
+        if warm_start or from_pretext:
+            if from_pretext and not entry.base_model and not names:
+                continue  # the pretext checkpoints themselves: nothing to start from
+            record = build_one(entry, runs, warm=warm_start, steps=steps, progress=progress, from_pretext=from_pretext)
             if record.get("kept"):
                 _pin(record["name"], record["sha256"])
                 refresh_config(entry)

@@ -140,6 +140,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tem_data):
         "2",
         "--compile",
         "off",
+        "--lr-schedule",
+        "cosine",  # a resumed run must continue the rate's curve too, not restart it
         "--quiet",
     ]
     full = _cli(*common, "--output-dir", str(tmp_path / "full"))
@@ -283,3 +285,12 @@ def test_a_segmentation_head_starts_at_the_class_prior(tmp_path, seg_data):
         )
     )
     assert kept.new_keys == [] and abs(kept.generator.get_classifier().bias.item() - head.bias.item()) > 1e-3
+
+
+def test_cosine_schedule_decays_the_rate_to_zero(tmp_path, tem_data):
+    trainer = Trainer(cfg(tmp_path, tem_data, lr_schedule="cosine", lr=1e-3, compile="off"))
+    trainer.train()
+    for optimizer in (trainer.opt_g, trainer.opt_d):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(EmzooError, match="lr_schedule 'linear'"):
+        cfg(tmp_path, tem_data, lr_schedule="linear")

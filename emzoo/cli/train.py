@@ -30,6 +30,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--image-size", type=int, help="training crop size in pixels")
     p.add_argument("--lr", type=float)
+    p.add_argument(
+        "--lr-schedule", choices=("constant", "cosine"), default="constant", help="cosine: decay to 0 over the run"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--checkpointing-steps", type=int, help="checkpoint every N steps (default: every epoch)")
@@ -63,6 +66,7 @@ def _resolve(args: argparse.Namespace, mode: str):
         max_steps=args.max_steps,
         num_classes=getattr(args, "num_classes", 1),
         head_lr_scale=getattr(args, "head_lr_scale", 1.0),
+        lr_schedule=args.lr_schedule,
         seed=args.seed,
         num_workers=args.num_workers,
         checkpointing_steps=args.checkpointing_steps,

@@ -14,7 +14,12 @@ def _cmd_build(args: argparse.Namespace) -> None:
             print(f"{entry.name:<36} {'built' if is_built(entry) else 'to build'}")
         return
     done = build(
-        args.names or None, runs=args.runs, progress=not args.quiet, warm_start=args.warm_start, steps=args.steps
+        args.names or None,
+        runs=args.runs,
+        progress=not args.quiet,
+        warm_start=args.warm_start,
+        steps=args.steps,
+        from_pretext=args.from_pretext,
     )
     print(json.dumps(done, indent=2))
 
@@ -31,6 +36,15 @@ def add_commands(sub) -> None:
         action="store_true",
         help="continue from the shipped weights on the recipe's corpus; replace them only if held-out metrics improve",
     )
-    p.add_argument("--steps", type=int, help="steps of a warm start (default: 2000 for U-Nets, 600 for HRNet)")
+    p.add_argument(
+        "--from-pretext",
+        action="store_true",
+        help="fine-tune again from the shipped pretext checkpoint; replace only if held-out metrics improve",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="steps of a warm start (default: 2000 for U-Nets, 600 for HRNet) or of --from-pretext (the recipe's)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)

@@ -19,6 +19,7 @@ from emzoo.tasks import get_task
 from emzoo.zoo import RECIPES, ZOO
 
 _log = logging.getLogger("emzoo.train")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TrainConfig:
     batch_size: int = 16
     image_size: int = 256
     lr: float = 2e-4
+    lr_schedule: str = "constant"  # constant | cosine (to 0 over the run: how a warm start settles)
     head_lr_scale: float = 1.0  # the learning rate of a newly initialised head, in units of lr
     prior_head: bool = True  # segmentation fine-tunes start a new head at the class prior
     betas: tuple[float, float] = (0.5, 0.999)
@@ -90,6 +92,8 @@ class TrainConfig:
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not (number and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} {value!r}: expected a finite positive number")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule {self.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
         if self.report_to not in (None, "none"):
             from accelerate.utils import LoggerType
 

@@ -159,6 +159,12 @@ class Trainer:
         self.forward_g = torch.compile(self.g) if use_compile else self.g
         self.forward_d = torch.compile(self.d) if use_compile and self.d is not None else self.d
         acc.register_for_checkpointing(self.state)
+        # stepped here once per optimiser step, not through Accelerate's wrapper (which steps it once
+        # per process), and saved with the run so a resumed run continues the same curve
+        self.schedulers = [lr_scheduler(opt, cfg.lr_schedule, self.total_steps) for opt in (self.opt_g, self.opt_d)]
+        self.schedulers = [s for s in self.schedulers if s is not None]
+        for scheduler in self.schedulers:
+            acc.register_for_checkpointing(scheduler)
         self.resumed_from = None
         if cfg.resume_from_checkpoint and (latest_checkpoint(self.out) or cfg.resume_from_checkpoint != "latest"):
             path = run_folder.resume_path(self.out, cfg.resume_from_checkpoint)
@@ -226,7 +232,7 @@ class Trainer:
         summary = (
             f"{what} with emzoo on `{self.data_path}` ({self.train_set.layout} layout, "
             f"{len(self.train_set)} training images), {self.state.step} steps of batch {cfg.batch_size} at "
-            f"{cfg.image_size}^2, Adam lr {cfg.lr} betas {tuple(cfg.betas)}, seed {cfg.seed}. "
+            f"{cfg.image_size}^2, Adam lr {cfg.lr} ({cfg.lr_schedule}) betas {tuple(cfg.betas)}, seed {cfg.seed}. "
             "Resolved config and versions: run.json of the run."
         )
         save_pretrained(
@@ -307,6 +313,8 @@ class Trainer:
                     if not acc.sync_gradients:
                         continue
                     state.step += 1
+                    for scheduler in self.schedulers:
+                        scheduler.step()
                     state.seconds = seconds_before + time.perf_counter() - start
                     bar.update(1)
                     if cfg.max_minutes and time_is_up(acc, state, cfg.max_minutes, bar):
@@ -396,6 +404,7 @@ class Trainer:
             "best_val": {metric_name: self.state.best, "step": self.state.best_step},
             "test": test_metrics,
             "train_seconds": round(elapsed, 1),
+            "run_train_seconds": round(self.state.seconds, 1),  # summed over resumed invocations
             "model_dir": str(self.out / MODEL_DIR),
         }
         result["test_at_steps"] = [r for r in self.state.history if r["split"] == "test"]
@@ -405,6 +414,13 @@ class Trainer:
                 shutil.rmtree(self.out / CHECKPOINTS, ignore_errors=True)
         acc.wait_for_everyone()
         return result
+
+
+def lr_scheduler(optimizer, schedule: str, total_steps: int):
+    """None for a constant rate; cosine: from the set rate to 0 at ``total_steps``."""
+    if optimizer is None or schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
 
 
 def gather_object(items: list) -> list:
