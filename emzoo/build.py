@@ -34,7 +34,7 @@ from emzoo.hub import CONFIG_NAME, load, provenance_cfg, save_pretrained
 from emzoo.hub.publish import write_cards
 from emzoo.tasks import get_task
 from emzoo.train.config import TrainConfig
-from emzoo.train.evaluation import evaluate_model
+from emzoo.train.evaluation import calibrate_threshold, evaluate_model
 from emzoo.train.run_folder import latest_checkpoint
 from emzoo.train.trainer import Trainer
 from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, WARM_STEPS, ZOO, ZooEntry, pinned_sha256
@@ -152,6 +152,22 @@ def _held_out(folder: Path, entry: ZooEntry, corpus: Path) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
 
+def _calibrate(folder: Path, entry: ZooEntry, corpus: Path) -> float:
+    """Fold the validation split's best Dice threshold into the head of the model in ``folder``."""
+    from torch.utils.data import DataLoader
+
+    from emzoo.data import load_dataset
+
+    recipe = RECIPES[entry.recipe]
+    model = load(folder, verify=False)
+    val = load_dataset(str(corpus / recipe.subset), entry.task, "val", image_size=recipe.image_size, seed=0)
+    threshold = calibrate_threshold(model, DataLoader(val, batch_size=recipe.batch_size))
+    if threshold != 0.5:
+        model.emzoo_cfg.pop("source", None)
+        save_pretrained(model, folder, calibrated_threshold=threshold)
+    return threshold
+
+
 def _log_run(record: dict) -> None:
     BUILD_LOG.parent.mkdir(parents=True, exist_ok=True)
     with open(BUILD_LOG, "a") as f:
@@ -197,6 +213,10 @@ def build_one(
     start = time.perf_counter()
     config = train_config(entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger)
     result = Trainer(config).train()
+    threshold = None
+    if task.segmentation:  # the decision threshold, chosen on validation, then the test scored again
+        threshold = _calibrate(run_dir / "model", entry, corpus)
+        result["test"] = _held_out(run_dir / "model", entry, corpus)
     # a resumed run's earlier invocations count too: their training seconds are in its state
     wall = time.perf_counter() - start - result["train_seconds"] + result["run_train_seconds"]
     machine = hardware()
@@ -208,6 +228,7 @@ def build_one(
         **({"from_pretext": entry.base_model} if from_pretext else {}),
         "steps": result["steps"],
         "wall_seconds": round(wall, 1),
+        **({"calibrated_threshold": threshold} if threshold is not None else {}),
     }
     record["test"] = result["test"]
     if challenger:
@@ -260,6 +281,11 @@ def build_one(
             f"(best validation at step {result['best_val'].get('step')}) "
             f"on the corpus' {recipe.subset} folder"
             + (f", from {entry.base_model}" if entry.base_model else "")
+            + (
+                f"; decision threshold calibrated on the validation split to p = {threshold:g} (in the head's bias)"
+                if threshold not in (None, 0.5)
+                else ""
+            )
             + f"; {wall / 60:.1f} min on {machine['cpu_cores']} CPU cores"
             + (f" and {machine['gpu']}" if machine["gpu"] else "")
             + "."

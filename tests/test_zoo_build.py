@@ -7,11 +7,13 @@ import json
 import shutil
 
 import pytest
+import torch
 
 import emzoo.build as zoo_build
 from emzoo.data.corpus import build_corpus
 from emzoo.errors import ConfigError
 from emzoo.fsutil import sha256_file
+from emzoo.train.evaluation import CALIBRATION_THRESHOLDS, calibrate_threshold
 from emzoo.zoo.catalog import SHIPPED_DIR, ZOO
 
 NAME = "unet-2-44-emsim-hrtem-seg"  # the smallest shipped fine-tune, and its pretext
@@ -43,6 +45,7 @@ def test_a_challenger_that_loses_leaves_the_shipped_folder(shipped, tmp_path):
     assert sha256_file(shipped / NAME / "model.safetensors") == before
     (run,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert run["from_pretext"] == BASE and run["steps"] == 2 and not run["kept"]
+    assert run["calibrated_threshold"] in CALIBRATION_THRESHOLDS
     # one run folder per pretext version, settled by a cosine schedule
     (folder,) = (tmp_path / "runs").iterdir()
     assert folder.name == f"{NAME}-from-{sha256_file(shipped / BASE / 'model.safetensors')[:8]}"
@@ -52,7 +55,12 @@ def test_a_challenger_that_loses_leaves_the_shipped_folder(shipped, tmp_path):
 def test_a_winning_warm_start_sums_its_cost(shipped, tmp_path, monkeypatch):
     shipped_cost = json.loads((shipped / NAME / "config.json").read_text())["emzoo"]["train_cost"]
     before = sha256_file(shipped / NAME / "model.safetensors")
-    monkeypatch.setattr(zoo_build, "_held_out", lambda *a: {"dice": 0.0})  # a shipped model any run beats
+    scored = zoo_build._held_out  # the shipped model scores 0: any run beats it
+
+    def held_out(folder, *args):
+        return {"dice": 0.0} if folder == shipped / NAME else scored(folder, *args)
+
+    monkeypatch.setattr(zoo_build, "_held_out", held_out)
     record = zoo_build.build_one(ZOO[NAME], tmp_path / "runs", out=shipped, warm=True, steps=2, progress=False)
     assert record["kept"] is True and sha256_file(shipped / NAME / "model.safetensors") != before
     cost = json.loads((shipped / NAME / "config.json").read_text())["emzoo"]["train_cost"]
@@ -64,3 +72,34 @@ def test_a_winning_warm_start_sums_its_cost(shipped, tmp_path, monkeypatch):
 def test_a_pretext_has_nothing_to_start_from(shipped, tmp_path):
     with pytest.raises(ConfigError, match="no pretext to start from"):
         zoo_build.build_one(ZOO[BASE], tmp_path / "runs", out=shipped, from_pretext=True, progress=False)
+
+
+class _Logits(torch.nn.Module):
+    """Logits = the input, through a 1x1 head: what the calibration sees, known exactly."""
+
+    num_classes = 1
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Conv2d(1, 1, 1)
+        torch.nn.init.ones_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def get_classifier(self):
+        return self.head
+
+    def forward(self, x):
+        return self.head(x)
+
+
+def test_the_best_threshold_is_folded_into_the_head():
+    truth = torch.zeros(2, 1, 8, 8)
+    truth[:, :, 2:6, 2:6] = 1
+    logits = torch.full_like(truth, -2.0)  # background: p = 0.12
+    logits[truth > 0] = 1.0  # p = 0.73
+    logits[:, :, 2:4, 2:6] = -0.5  # half the particle is faint: p = 0.38, missed at 0.5
+    model = _Logits()
+    threshold = calibrate_threshold(model, [{"image": logits, "target": truth}])
+    assert threshold == 0.35  # every threshold in (0.12, 0.38) is perfect; the one nearest 0.5
+    with torch.no_grad():
+        assert torch.equal(model(logits) > 0, truth > 0)  # at the usual 0.5, now exact

@@ -38,6 +38,39 @@ def score(
     return task.summarize(torch.cat(rows)) if rows else {}
 
 
+CALIBRATION_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # probabilities 0.05 .. 0.95
+
+
+@torch.no_grad()
+def calibrate_threshold(model: nn.Module, batches: Iterable[dict]) -> float:
+    """Fold the probability threshold with the best pooled Dice over ``batches`` (a validation
+    split) into a one-logit segmentation head's bias, so that 0.5 is that threshold everywhere the
+    model is used (masks, particle tables, the auto scale, exports). Returns the threshold (0.5 when
+    none is better, or when the head has several classes). The ties go to the one closest to 0.5."""
+    head = model.get_classifier()
+    if getattr(model, "num_classes", 1) != 1 or head.bias is None:
+        return 0.5
+    was_training = model.training
+    model.eval()
+    offsets = torch.logit(torch.tensor(CALIBRATION_THRESHOLDS, dtype=torch.float64))
+    counts = torch.zeros(len(offsets), 3, dtype=torch.float64)  # tp, fp, fn per threshold
+    for batch in batches:
+        logits = model(batch["image"]).float()[:, 0].flatten().double()
+        truth = batch["target"][:, 0].flatten() > 0.5
+        called = logits[None, :] > offsets[:, None]
+        counts[:, 0] += (called & truth).sum(1)
+        counts[:, 1] += (called & ~truth).sum(1)
+        counts[:, 2] += (~called & truth).sum(1)
+    model.train(was_training)
+    dice = 2 * counts[:, 0] / (2 * counts[:, 0] + counts[:, 1] + counts[:, 2]).clamp_min(1e-9)
+    ranked = sorted(
+        range(len(offsets)), key=lambda k: (-round(float(dice[k]), 4), abs(CALIBRATION_THRESHOLDS[k] - 0.5))
+    )
+    best = ranked[0]
+    head.bias -= offsets[best].to(head.bias.dtype)
+    return CALIBRATION_THRESHOLDS[best]
+
+
 def evaluate_model(
     model_name: str,
     data: str,
