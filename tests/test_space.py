@@ -125,3 +125,16 @@ def test_limits_and_typos_are_set_when_the_app_starts(app, tmp_path):
         build_demo([str(tmp_path / "nonexistent")])
     with pytest.raises(ConfigError, match="port 99999: expected a TCP port"):
         check_port(99999)
+
+
+def test_a_given_model_is_loaded_once(tmp_path, monkeypatch):
+    """The models the Space is started with are loaded at start (to catch typos) and served from
+    that load, not read a second time on the first visit."""
+    from emzoo.space import app as space_app
+
+    folder = str(emzoo.save_pretrained(emzoo.create_model("emzoo_unet_2_44"), tmp_path / "m", task="denoise"))
+    calls = []
+    monkeypatch.setattr(space_app, "load", lambda name: calls.append(name) or emzoo.load(name))
+    names, loaded = space_app.reachable_models([folder])
+    cache = space_app.ModelCache(allowed=names, loaded=loaded)
+    assert cache.get(folder) is loaded[folder] and calls == [folder]

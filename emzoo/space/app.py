@@ -35,13 +35,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-def reachable_models(extra: list[str] | None = None) -> list[str]:
-    """The given folders / hub ids first (each loaded once, so a typo fails when the app starts,
-    not when a visitor picks it), then the zoo's models whose weights are here."""
+def reachable_models(extra: list[str] | None = None) -> tuple[list[str], dict[str, object]]:
+    """The given folders / hub ids first (each loaded now, so a typo fails when the app starts,
+    not when a visitor picks it; the loaded models are returned for the cache), then the zoo's
+    models whose weights are here."""
     given = [str(p) for p in extra or []]
-    for name in given:
-        load(name)
-    return given + [n for n in available_models() if n not in given]
+    loaded = {name: load(name) for name in given}
+    return given + [n for n in available_models() if n not in given], loaded
 
 
 def launch(demo, **kwargs):
@@ -61,10 +61,10 @@ class ModelCache:
     (engine folded once, per tiling choice); at most ``size`` models stay in memory. Any other name
     (a server path, say) is refused without touching the file system."""
 
-    def __init__(self, allowed: list[str] | None = None, size: int = 4) -> None:
+    def __init__(self, allowed: list[str] | None = None, size: int = 4, loaded: dict | None = None) -> None:
         self.allowed = list(allowed) if allowed is not None else None
         self.size = size
-        self._models: dict[str, object] = {}
+        self._models: dict[str, object] = dict(list((loaded or {}).items())[-size:])  # loaded at start
         self._predictors: dict[tuple, Predictor] = {}
 
     def get(self, name: str):
@@ -176,8 +176,8 @@ def run_model(
 def build_demo(extra_models: list[str] | None = None, default: str | None = None):
     import gradio as gr
 
-    names = reachable_models(extra_models)
-    models = ModelCache(allowed=names)
+    names, loaded = reachable_models(extra_models)
+    models = ModelCache(allowed=names, loaded=loaded)
     results = ResultFolder()
     choices = [(choice_label(n), n) for n in names]
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.tif"))
