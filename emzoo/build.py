@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emzoo.data.corpus import SEGMENT_GROUP, default_corpus, records
+from emzoo.data.corpus import SEGMENT_GROUP, default_corpus, records, seen_diameters_nm
 from emzoo.errors import ConfigError, ModelNotFoundError
 from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
 from emzoo.hub import CONFIG_NAME, load, provenance_cfg, save_pretrained
@@ -97,12 +97,7 @@ def particle_px_range(corpus: Path, subset: str, crop: int) -> list[float] | Non
     """Particle diameters (px) a segmentation network was trained on: the 5th-95th percentiles of
     the training particles as seen, widened by the resize augmentation, at most half the crop
     (a larger particle is never seen whole). ``predict(scale="auto")`` aims for this range."""
-    diameters = [
-        p["seen_diameter_nm"] / r["pixel_size_nm"]
-        for r in _train_rows(corpus, subset)
-        for p in r.get("particles", [])
-        if p.get("seen_diameter_nm")
-    ]
+    diameters = [d / r["pixel_size_nm"] for r in _train_rows(corpus, subset) for d in seen_diameters_nm(r)]
     if len(diameters) < 10:
         return None
     lo, hi = np.percentile(diameters, [5, 95])

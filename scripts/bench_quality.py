@@ -32,7 +32,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 import emzoo
 from emzoo import io
 from emzoo.build import corpus_for
-from emzoo.data.corpus import MODALITIES, SEGMENT_GROUP, records
+from emzoo.data.corpus import MODALITIES, SEGMENT_GROUP, records, seen_diameters_nm
 from emzoo.inference.particles import analyze_particles, default_min_area_nm2
 from emzoo.zoo import RECIPES, ZOO
 
@@ -144,12 +144,6 @@ def _mean(scores: list[tuple[float, float]]) -> dict:
     }
 
 
-def _has_particles(record: dict) -> bool:
-    """Whether a corpus image shows particles (corpus 3 also has particles on lattices; particle-free
-    images are bare lattices and supports)."""
-    return any(p.get("seen_diameter_nm", p.get("diameter_nm")) for p in record.get("particles", []))
-
-
 def segmentation_rows(names: list[str], per_modality: int) -> list[dict]:
     rows = []
     for name in (n for n in names if ZOO[n].task == "segment"):
@@ -158,8 +152,8 @@ def segmentation_rows(names: list[str], per_modality: int) -> list[dict]:
         group = "tem" if "hrtem" in name else "stem"
         for modality in (m for m, g in SEGMENT_GROUP.items() if g == group):
             samples = records(corpus, split="test", modality=modality)
-            with_particles = [r for r in samples if _has_particles(r)][:per_modality]
-            empty = [r for r in samples if not _has_particles(r)][:per_modality]
+            with_particles = [r for r in samples if seen_diameters_nm(r)][:per_modality]
+            empty = [r for r in samples if not seen_diameters_nm(r)][:per_modality]
             tp = fp = fn = total_px = 0
             count_true = count_pred = 0
             diam_true, diam_pred, empty_area = [], [], []
@@ -170,7 +164,7 @@ def segmentation_rows(names: list[str], per_modality: int) -> list[dict]:
                 prob = emzoo.predict(model, image, pixel_size=r["pixel_size_nm"])
                 pred = analyze_particles(prob, r["pixel_size_nm"])
                 mask = pred.labels > 0
-                if not _has_particles(r):
+                if not seen_diameters_nm(r):
                     empty_area.append(float(mask.mean()))
                     continue
                 t = truth > 0

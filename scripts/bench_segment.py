@@ -37,7 +37,7 @@ from tqdm import tqdm
 import emzoo
 from emzoo import io
 from emzoo.build import corpus_for
-from emzoo.data.corpus import MODALITY_CYCLE, SEGMENT_GROUP, records, simulate_sample
+from emzoo.data.corpus import MODALITY_CYCLE, SEGMENT_GROUP, records, seen_diameters_nm, simulate_sample
 from emzoo.data.corpus.constants import SEGMENT_CORPUS_VERSION
 from emzoo.inference.particles import analyze_particles
 from emzoo.inference.predictor import Predictor
@@ -145,7 +145,7 @@ def bench_model(name: str, limit: int | None, n_large: int = 0) -> dict:
         else:
             image, truth = io.read(image_path)[0], io.read(truth_path)[0].astype(int)
         pixel = r["pixel_size_nm"]
-        diameters = [p["seen_diameter_nm"] for p in r["particles"] if p.get("seen_diameter_nm")]
+        diameters = seen_diameters_nm(r)
         for mode, (scale, known) in MODES.items():
             prob = predictor(image, pixel if known else None, scale=scale)
             found = analyze_particles(prob, pixel)

@@ -117,3 +117,14 @@ def test_corpus_version_1_stays_the_same_bytes():
         for i in (0, 1)
     ]
     assert digests == ["bf4611ba0255937b", "9dee83b32e3a670a"]
+
+
+def test_seen_diameters_decide_what_is_particle_free():
+    from emzoo.data.corpus import seen_diameters_nm
+
+    assert seen_diameters_nm({"particles": []}) == []
+    assert seen_diameters_nm({"particles": [{"diameter_nm": 2.0, "seen_diameter_nm": 0.0}]}) == []  # out of frame
+    assert seen_diameters_nm({"particles": [{"diameter_nm": 2.0}, {"diameter_nm": 9, "seen_diameter_nm": 4}]}) == [
+        2.0,
+        4,
+    ]

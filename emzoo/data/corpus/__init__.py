@@ -30,7 +30,7 @@ bytes whatever the order or the number of workers, the test split never shares a
 training, and an interrupted build resumes at the first missing sample.
 """
 
-from emzoo.data.corpus.build import build_corpus, default_corpus, records  # noqa: F401
+from emzoo.data.corpus.build import build_corpus, default_corpus, records, seen_diameters_nm  # noqa: F401
 from emzoo.data.corpus.constants import (  # noqa: F401
     CORPUS_VERSION,
     MODALITIES,

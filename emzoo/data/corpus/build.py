@@ -178,6 +178,14 @@ def records(root: str | Path, split: str | None = None, modality: str | None = N
     ]
 
 
+def seen_diameters_nm(record: dict) -> list[float]:
+    """Diameters (nm) of the particles an index row's image shows, as seen in the frame; empty
+    for a particle-free image (a bare lattice or support). Corpora before v3 record only the
+    particle's own diameter."""
+    seen = (p.get("seen_diameter_nm", p.get("diameter_nm")) for p in record.get("particles", []))
+    return [d for d in seen if d]
+
+
 def default_corpus(progress: bool = True, workers: int | None = None, **kwargs) -> Path:
     """The corpus with the given parameters, built once into emzoo's cache (``$EMZOO_CACHE``)."""
     params = dict(n_train=960, n_val=96, n_test=192, size=256, seed=0)
