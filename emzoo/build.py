@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def corpus_for(recipe) -> Path:
 
 
 BUILD_LOG = Path(__file__).resolve().parent.parent / "docs" / "zoo_build_log.jsonl"
+CURVES_DIR = BUILD_LOG.parent / "build_curves"  # each run's loss and validation curves, kept or not
 RESIZE_AUGMENTATION = (0.8, 1.25)  # data.transforms.random_rescale's range: the sizes a network saw
 
 
@@ -226,6 +228,11 @@ def build_one(
         **({"calibrated_threshold": threshold} if threshold is not None else {}),
     }
     record["test"] = result["test"]
+    curve = run_dir / "loss_curve.png"
+    if curve.is_file():  # where a run plateaus, for every run of the log
+        CURVES_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(curve, CURVES_DIR / f"{run_dir.name}.png")
+        record["curve"] = f"{CURVES_DIR.name}/{run_dir.name}.png"
     if challenger:
         shipped = _held_out(shipped_folder, entry, corpus)
         record["shipped_test"] = shipped

@@ -28,6 +28,7 @@ def shipped(tmp_path, monkeypatch):
     )  # fmt: skip
     monkeypatch.setattr(zoo_build, "corpus_for", lambda recipe: corpus)
     monkeypatch.setattr(zoo_build, "BUILD_LOG", tmp_path / "log.jsonl")
+    monkeypatch.setattr(zoo_build, "CURVES_DIR", tmp_path / "curves")
     recipe_config = zoo_build.train_config  # the recipe's, shrunk to the tiny corpus
     tiny = lambda *a, **k: dataclasses.replace(recipe_config(*a, **k), batch_size=2, image_size=64)  # noqa: E731
     monkeypatch.setattr(zoo_build, "train_config", tiny)
@@ -46,6 +47,7 @@ def test_a_challenger_that_loses_leaves_the_shipped_folder(shipped, tmp_path):
     (run,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert run["from_pretext"] == BASE and run["steps"] == 2 and not run["kept"]
     assert run["calibrated_threshold"] in CALIBRATION_THRESHOLDS
+    assert (tmp_path / run["curve"].replace("build_curves", "curves")).stat().st_size > 1000
     # one run folder per pretext version, settled by a cosine schedule
     (folder,) = (tmp_path / "runs").iterdir()
     assert folder.name == f"{NAME}-from-{sha256_file(shipped / BASE / 'model.safetensors')[:8]}"
