@@ -126,18 +126,20 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> None:
 
     train = [r for r in history if r["split"] == "train"]
     val = [r for r in history if r["split"] == "val"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    metrics = sorted({k for r in val for k in r} - {"step", "epoch", "split"})  # one panel each: own scale
+    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(4 + 3 * len(metrics), 3.2), squeeze=False)
+    axes = axes[0]
     for key in sorted({k for r in train for k in r} - {"step", "epoch", "split"}):
         axes[0].plot([r["step"] for r in train], [r[key] for r in train], label=key)
     axes[0].set_xlabel("step")
     axes[0].set_title("training loss")
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
-    for key in sorted({k for r in val for k in r} - {"step", "epoch", "split"}):
-        axes[1].plot([r["step"] for r in val], [r[key] for r in val], marker="o", label=key)
-    axes[1].set_xlabel("step")
-    axes[1].set_title("validation")
-    axes[1].legend(fontsize=8)
+    for ax, key in zip(axes[1:], metrics):
+        points = [(r["step"], r[key]) for r in val if key in r]
+        ax.plot(*zip(*points), marker="o", markersize=3)
+        ax.set_xlabel("step")
+        ax.set_title(f"validation {key}")
     fig.suptitle(title)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
