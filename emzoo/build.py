@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emzoo import io
 from emzoo.data.corpus import SEGMENT_GROUP, default_corpus, records, seen_diameters_nm
 from emzoo.errors import ConfigError, ModelNotFoundError
 from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
@@ -40,6 +41,7 @@ from emzoo.train.run_folder import latest_checkpoint
 from emzoo.train.trainer import Trainer
 from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, WARM_STEPS, ZOO, ZooEntry, pinned_sha256
 
+AREA_TOLERANCE = 0.0005  # of the particle-free images' area: a challenger may not call more particle
 FLOAT16_ABOVE = 1_000_000  # parameters: larger networks ship in float16 (the 64 MB budget)
 
 
@@ -146,19 +148,47 @@ def _held_out(folder: Path, entry: ZooEntry, corpus: Path) -> dict[str, float]:
         image_size=recipe.image_size,
         batch_size=recipe.batch_size,
     )
-    return {k: v for k, v in metrics.items() if isinstance(v, float)}
+    metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    if get_task(entry.task).segmentation:
+        metrics["particle_free_area"] = _particle_free_area(folder, corpus / recipe.subset)
+    return metrics
 
 
-def _calibrate(folder: Path, entry: ZooEntry, corpus: Path) -> float:
-    """Fold the validation split's best Dice threshold into the head of the model in ``folder``."""
+def _particle_free_logits(model, subset: Path, split: str) -> list[np.ndarray]:
+    """The model's logits on the particle-free whole images of a split (bare lattices and supports),
+    at the file's own scale: what the crop Dice hardly sees, and a microscopist does."""
+    from emzoo.inference.predictor import Predictor
+
+    predictor = Predictor(model, output="logits")
+    logits = []
+    for mask_path in sorted((subset / split / "masks").glob("*.png")):
+        if not io.read(mask_path)[0].any():
+            logits.append(predictor(io.read(subset / split / "images" / f"{mask_path.stem}.tif")[0], None, scale=1.0))
+    return logits
+
+
+def _particle_free_area(folder: Path, subset: Path, split: str = "test") -> float:
+    """Fraction of a split's particle-free whole images the model in ``folder`` calls particle."""
+    logits = _particle_free_logits(load(folder, verify=False), subset, split)
+    return round(float(np.mean([(x > 0).mean() for x in logits])), 5) if logits else 0.0
+
+
+def _calibrate(folder: Path, entry: ZooEntry, corpus: Path, max_false_area: float | None = None) -> float:
+    """Fold the validation split's best Dice threshold into the head of the model in ``folder``;
+    with ``max_false_area``, the best among those that call no more of the particle-free
+    validation images particle than that."""
     from torch.utils.data import DataLoader
 
     from emzoo.data import load_dataset
 
     recipe = RECIPES[entry.recipe]
+    subset = corpus / recipe.subset
     model = load(folder, verify=False)
-    val = load_dataset(str(corpus / recipe.subset), entry.task, "val", image_size=recipe.image_size, seed=0)
-    threshold = calibrate_threshold(model, DataLoader(val, batch_size=recipe.batch_size))
+    val = load_dataset(str(subset), entry.task, "val", image_size=recipe.image_size, seed=0)
+    empty = _particle_free_logits(model, subset, "val") if max_false_area is not None else None
+    threshold = calibrate_threshold(
+        model, DataLoader(val, batch_size=recipe.batch_size), empty_logits=empty, max_false_area=max_false_area
+    )
     if threshold != 0.5:
         model.emzoo_cfg.pop("source", None)
         save_pretrained(model, folder, calibrated_threshold=threshold)
@@ -185,7 +215,6 @@ def build_one(
     either keeps the result only if its held-out metric beats the shipped checkpoint's."""
     recipe = RECIPES[entry.recipe]
     corpus = corpus_for(recipe)
-    task = get_task(entry.task)
     base_folder = None
     previous_cost: dict = {}
     shipped_folder = out / entry.name
@@ -210,9 +239,35 @@ def build_one(
     start = time.perf_counter()
     config = train_config(entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger)
     result = Trainer(config).train()
+    return judge_run(entry, run_dir, result, out, warm, from_pretext, previous_cost, start)
+
+
+def judge_run(
+    entry: ZooEntry,
+    run_dir: Path,
+    result: dict,
+    out: Path = SHIPPED_DIR,
+    warm: bool = False,
+    from_pretext: bool = False,
+    previous_cost: dict | None = None,
+    start: float | None = None,
+) -> dict:
+    """A finished run's model: calibrated (segmentation), scored on the held-out split, logged, and
+    shipped as ``out/NAME`` unless it is a challenger (``warm``/``from_pretext``) that does not
+    beat the shipped folder there."""
+    recipe = RECIPES[entry.recipe]
+    corpus = corpus_for(recipe)
+    task = get_task(entry.task)
+    shipped_folder = out / entry.name
+    challenger = warm or from_pretext
+    previous_cost = previous_cost or {}
+    runs_before = len(previous_cost.get("runs", [])) or (1 if previous_cost else 0)
+    start = time.perf_counter() if start is None else start
     threshold = None
     if task.segmentation:  # the decision threshold, chosen on validation, then the test scored again
-        threshold = _calibrate(run_dir / "model", entry, corpus)
+        subset = corpus / recipe.subset
+        limit = _particle_free_area(shipped_folder, subset, "val") if challenger else None
+        threshold = _calibrate(run_dir / "model", entry, corpus, max_false_area=limit)
         result["test"] = _held_out(run_dir / "model", entry, corpus)
     # a resumed run's earlier invocations count too: their training seconds are in its state
     wall = time.perf_counter() - start - result["train_seconds"] + result["run_train_seconds"]
@@ -237,6 +292,8 @@ def build_one(
         shipped = _held_out(shipped_folder, entry, corpus)
         record["shipped_test"] = shipped
         better = metric in result["test"] and task.is_better(result["test"][metric], shipped.get(metric))
+        if "particle_free_area" in shipped:  # and no more of the bare lattices and supports called particle
+            better = better and result["test"]["particle_free_area"] <= shipped["particle_free_area"] + AREA_TOLERANCE
         record["kept"] = bool(better)
         _log_run(record)
         if not better:

@@ -105,3 +105,16 @@ def test_the_best_threshold_is_folded_into_the_head():
     assert threshold == 0.35  # every threshold in (0.12, 0.38) is perfect; the one nearest 0.5
     with torch.no_grad():
         assert torch.equal(model(logits) > 0, truth > 0)  # at the usual 0.5, now exact
+
+
+def test_a_threshold_that_paints_particle_free_images_does_not_compete():
+    truth = torch.zeros(1, 1, 8, 8)
+    truth[:, :, 2:6, 2:6] = 1
+    logits = torch.full_like(truth, -2.0)
+    logits[truth > 0] = 1.0
+    logits[:, :, 2:4, 2:6] = -0.5
+    lattice = torch.zeros(8, 8).numpy()  # p = 0.5 everywhere on a particle-free image
+    model = _Logits()
+    batches = [{"image": logits, "target": truth}]
+    threshold = calibrate_threshold(model, batches, empty_logits=[lattice], max_false_area=0.0)
+    assert threshold == 0.5  # 0.35 would be perfect on the particles, and call the whole lattice particle

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -42,11 +43,19 @@ CALIBRATION_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # prob
 
 
 @torch.no_grad()
-def calibrate_threshold(model: nn.Module, batches: Iterable[dict]) -> float:
+def calibrate_threshold(
+    model: nn.Module,
+    batches: Iterable[dict],
+    empty_logits: list | None = None,
+    max_false_area: float | None = None,
+) -> float:
     """Fold the probability threshold with the best pooled Dice over ``batches`` (a validation
     split) into a one-logit segmentation head's bias, so that 0.5 is that threshold everywhere the
     model is used (masks, particle tables, the auto scale, exports). Returns the threshold (0.5 when
-    none is better, or when the head has several classes). The ties go to the one closest to 0.5."""
+    none is better, or when the head has several classes). The ties go to the one closest to 0.5.
+    With ``empty_logits`` (the model's logits on particle-free images) and ``max_false_area``, only
+    thresholds that call at most that fraction of them particle compete (the strictest one, if none
+    does)."""
     head = model.get_classifier()
     if getattr(model, "num_classes", 1) != 1 or head.bias is None:
         return 0.5
@@ -63,9 +72,11 @@ def calibrate_threshold(model: nn.Module, batches: Iterable[dict]) -> float:
         counts[:, 2] += (~called & truth).sum(1)
     model.train(was_training)
     dice = 2 * counts[:, 0] / (2 * counts[:, 0] + counts[:, 1] + counts[:, 2]).clamp_min(1e-9)
-    ranked = sorted(
-        range(len(offsets)), key=lambda k: (-round(float(dice[k]), 4), abs(CALIBRATION_THRESHOLDS[k] - 0.5))
-    )
+    candidates = list(range(len(offsets)))
+    if empty_logits and max_false_area is not None:
+        area = [float(np.mean([(np.asarray(x) > float(o)).mean() for x in empty_logits])) for o in offsets]
+        candidates = [k for k in candidates if area[k] <= max_false_area] or [min(candidates, key=lambda k: area[k])]
+    ranked = sorted(candidates, key=lambda k: (-round(float(dice[k]), 4), abs(CALIBRATION_THRESHOLDS[k] - 0.5)))
     best = ranked[0]
     head.bias -= offsets[best].to(head.bias.dtype)
     return CALIBRATION_THRESHOLDS[best]
