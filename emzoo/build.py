@@ -251,6 +251,7 @@ def judge_run(
     from_pretext: bool = False,
     previous_cost: dict | None = None,
     start: float | None = None,
+    note: str | None = None,
 ) -> dict:
     """A finished run's model: calibrated (segmentation), scored on the held-out split, logged, and
     shipped as ``out/NAME`` unless it is a challenger (``warm``/``from_pretext``) that does not
@@ -262,7 +263,7 @@ def judge_run(
     challenger = warm or from_pretext
     previous_cost = previous_cost or {}
     runs_before = len(previous_cost.get("runs", [])) or (1 if previous_cost else 0)
-    start = time.perf_counter() if start is None else start
+    start = time.perf_counter() - result["train_seconds"] if start is None else start  # judged later: its training
     threshold = None
     if task.segmentation:  # the decision threshold, chosen on validation, then the test scored again
         subset = corpus / recipe.subset
@@ -281,6 +282,7 @@ def judge_run(
         "steps": result["steps"],
         "wall_seconds": round(wall, 1),
         **({"calibrated_threshold": threshold} if threshold is not None else {}),
+        **({"note": note} if note else {}),
     }
     record["test"] = result["test"]
     curve = run_dir / "loss_curve.png"
