@@ -260,12 +260,21 @@ def write_markdown(result: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _table_order(row: dict) -> tuple:
+    """Per task and modality: the input and classical baselines (in the order measured), then the models."""
+    model = row["method"] in ZOO
+    return row["task"], MODALITIES.index(row["modality"]), model, row["method"] if model else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-modality", type=int, default=12, help="test images per modality")
     parser.add_argument("--models", nargs="*", help="shipped names (default: every shipped fine-tuned model)")
     parser.add_argument("--no-bm3d", action="store_true", help="skip BM3D (the slow baseline)")
     parser.add_argument("--out", type=Path, default=Path("docs/quality.json"))
+    parser.add_argument(
+        "--append", action="store_true", help="replace only these models' rows (and their tasks' baselines) in --out"
+    )
     args = parser.parse_args()
     names = args.models or [n for n, e in sorted(ZOO.items()) if e.shipped_folder is not None and e.task != "pretext"]
     start = time.perf_counter()
@@ -275,12 +284,21 @@ def main() -> None:
 
     import torch
 
+    seconds = time.perf_counter() - start
+    if args.append and args.out.is_file():  # same images (same --per-modality): rows are comparable
+        before = json.loads(args.out.read_text())
+        if before["per_modality"] != args.per_modality:
+            parser.error(f"--append: {args.out} was measured with --per-modality {before['per_modality']}")
+        fresh = {(r["task"], r["modality"], r["method"]) for r in rows}
+        rows = [r for r in before["rows"] if (r["task"], r["modality"], r["method"]) not in fresh] + rows
+        names = sorted(set(before["models"]) | set(names))
+        seconds += before["seconds"]
     result = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "per_modality": args.per_modality,
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
         "models": names,
-        "rows": rows,
+        "rows": sorted(rows, key=_table_order),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
