@@ -41,6 +41,7 @@ from emzoo.train.run_folder import latest_checkpoint
 from emzoo.train.trainer import Trainer
 from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, WARM_STEPS, ZOO, ZooEntry, pinned_sha256
 
+MIN_GAIN = {"dice": 0.005, "l1": 0.01}  # to replace shipped weights: Dice + 0.005, or L1 1% lower
 AREA_TOLERANCE = 0.0005  # of the particle-free images' area: a challenger may not call more particle
 FLOAT16_ABOVE = 1_000_000  # parameters: larger networks ship in float16 (the 64 MB budget)
 
@@ -195,6 +196,16 @@ def _calibrate(folder: Path, entry: ZooEntry, corpus: Path, max_false_area: floa
     return threshold
 
 
+def _clearly_better(task, value: float, shipped: float | None) -> bool:
+    """Better than the shipped weights by more than the split's noise (``MIN_GAIN``): a tie is not
+    worth a new 9 MB weights file in every clone's history."""
+    if shipped is None:
+        return True
+    metric, larger = task.selection
+    gain = value - shipped if larger else shipped - value
+    return gain > MIN_GAIN[metric] * (abs(shipped) if metric == "l1" else 1.0)
+
+
 def _log_run(record: dict) -> None:
     BUILD_LOG.parent.mkdir(parents=True, exist_ok=True)
     with open(BUILD_LOG, "a") as f:
@@ -293,7 +304,7 @@ def judge_run(
     if challenger:
         shipped = _held_out(shipped_folder, entry, corpus)
         record["shipped_test"] = shipped
-        better = metric in result["test"] and task.is_better(result["test"][metric], shipped.get(metric))
+        better = metric in result["test"] and _clearly_better(task, result["test"][metric], shipped.get(metric))
         if "particle_free_area" in shipped:  # and no more of the bare lattices and supports called particle
             better = better and result["test"]["particle_free_area"] <= shipped["particle_free_area"] + AREA_TOLERANCE
         record["kept"] = bool(better)

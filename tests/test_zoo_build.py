@@ -118,3 +118,12 @@ def test_a_threshold_that_paints_particle_free_images_does_not_compete():
     batches = [{"image": logits, "target": truth}]
     threshold = calibrate_threshold(model, batches, empty_logits=[lattice], max_false_area=0.0)
     assert threshold == 0.5  # 0.35 would be perfect on the particles, and call the whole lattice particle
+
+
+def test_a_tie_does_not_replace_the_shipped_weights():
+    from emzoo.tasks import get_task
+
+    denoise, segment = get_task("denoise"), get_task("segment")
+    assert not zoo_build._clearly_better(denoise, 0.13217, 0.13223)  # 0.05% lower L1: noise
+    assert zoo_build._clearly_better(denoise, 0.125, 0.13223)
+    assert not zoo_build._clearly_better(segment, 0.652, 0.649) and zoo_build._clearly_better(segment, 0.66, 0.649)
