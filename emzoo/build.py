@@ -119,6 +119,7 @@ def train_config(
     warm: bool = False,
     progress: bool = True,
     settle: bool = False,
+    lr: float | None = None,
 ) -> TrainConfig:
     recipe = RECIPES[entry.recipe]
     return TrainConfig.from_recipe(
@@ -127,6 +128,7 @@ def train_config(
         output_dir=str(run_dir),
         model=str(base_folder) if base_folder else None,
         max_steps=steps,
+        lr=lr,  # None: the recipe's
         prior_head=recipe.prior_head and not warm,  # a warm start keeps its trained head
         lr_schedule="cosine" if settle else "constant",  # a rerun's new schedule settles to 0
         seed=0,
@@ -220,6 +222,7 @@ def build_one(
     steps: int | None = None,
     progress: bool = True,
     from_pretext: bool = False,
+    lr: float | None = None,
 ) -> dict:
     """Train one checkpoint (resuming its run) and write its shipped folder. ``warm``: continue
     from the shipped weights; ``from_pretext``: fine-tune again from the shipped pretext weights;
@@ -247,8 +250,10 @@ def build_one(
         run_dir = runs / f"{entry.name}-from-{sha256_file(base_folder / 'model.safetensors')[:8]}"
     else:
         run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
+    if lr is not None:  # another rate is another run
+        run_dir = run_dir.with_name(f"{run_dir.name}-lr{lr:g}")
     start = time.perf_counter()
-    config = train_config(entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger)
+    config = train_config(entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger, lr=lr)
     result = Trainer(config).train()
     return judge_run(entry, run_dir, result, out, warm, from_pretext, previous_cost, start)
 
@@ -414,6 +419,7 @@ def build(
     warm_start: bool = False,
     steps: int | None = None,
     from_pretext: bool = False,
+    lr: float | None = None,
 ) -> list[dict]:
     """Build the shipped checkpoints (all, or ``names``), skipping the finished ones; with
     ``warm_start``, continue each (built) one from its shipped weights for ``steps`` more; with
@@ -434,7 +440,9 @@ def build(
         if warm_start or from_pretext:
             if from_pretext and not entry.base_model and not names:
                 continue  # the pretext checkpoints themselves: nothing to start from
-            record = build_one(entry, runs, warm=warm_start, steps=steps, progress=progress, from_pretext=from_pretext)
+            record = build_one(
+                entry, runs, warm=warm_start, steps=steps, progress=progress, from_pretext=from_pretext, lr=lr
+            )
             if record.get("kept"):
                 _pin(record["name"], record["sha256"])
                 refresh_config(entry)

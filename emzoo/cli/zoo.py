@@ -20,6 +20,7 @@ def _cmd_build(args: argparse.Namespace) -> None:
         warm_start=args.warm_start,
         steps=args.steps,
         from_pretext=args.from_pretext,
+        lr=args.lr,
     )
     print(json.dumps(done, indent=2))
 
@@ -45,6 +46,9 @@ def add_commands(sub) -> None:
         "--steps",
         type=int,
         help="steps of a warm start (default: 2000 for U-Nets, 600 for HRNet) or of --from-pretext (the recipe's)",
+    )
+    p.add_argument(
+        "--lr", type=float, help="learning rate of a warm start or --from-pretext run (default: the recipe's)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)
