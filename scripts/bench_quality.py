@@ -291,6 +291,7 @@ def main() -> None:
             parser.error(f"--append: {args.out} was measured with --per-modality {before['per_modality']}")
         fresh = {(r["task"], r["modality"], r["method"]) for r in rows}
         rows = [r for r in before["rows"] if (r["task"], r["modality"], r["method"]) not in fresh] + rows
+        rows = list({(r["task"], r["modality"], r["method"]): r for r in rows}.values())  # a baseline once
         names = sorted(set(before["models"]) | set(names))
         seconds += before["seconds"]
     result = {
