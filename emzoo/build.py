@@ -28,21 +28,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emzoo import io
 from emzoo.data.corpus import SEGMENT_GROUP, default_corpus, records, seen_diameters_nm
 from emzoo.errors import ConfigError, ModelNotFoundError
 from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
 from emzoo.hub import CONFIG_NAME, load, provenance_cfg, save_pretrained
 from emzoo.hub.publish import write_cards
+from emzoo.judge import AREA_TOLERANCE, calibrate, clearly_better, held_out, particle_free_area
 from emzoo.tasks import get_task
 from emzoo.train.config import TrainConfig
-from emzoo.train.evaluation import calibrate_threshold, evaluate_model
 from emzoo.train.run_folder import latest_checkpoint
 from emzoo.train.trainer import Trainer
 from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, WARM_STEPS, ZOO, ZooEntry, pinned_sha256
 
-MIN_GAIN = {"dice": 0.005, "l1": 0.01}  # to replace shipped weights: Dice + 0.005, or L1 1% lower
-AREA_TOLERANCE = 0.0005  # of the particle-free images' area: a challenger may not call more particle
 FLOAT16_ABOVE = 1_000_000  # parameters: larger networks ship in float16 (the 64 MB budget)
 
 
@@ -141,73 +138,6 @@ def train_config(
     )
 
 
-def _held_out(folder: Path, entry: ZooEntry, corpus: Path) -> dict[str, float]:
-    """A folder's test metrics on the recipe's corpus, scored as the Trainer scores its best model."""
-    recipe = RECIPES[entry.recipe]
-    metrics = evaluate_model(
-        str(folder),
-        str(corpus / recipe.subset),
-        split="test",
-        image_size=recipe.image_size,
-        batch_size=recipe.batch_size,
-    )
-    metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    if get_task(entry.task).segmentation:
-        metrics["particle_free_area"] = _particle_free_area(folder, corpus / recipe.subset)
-    return metrics
-
-
-def _particle_free_logits(model, subset: Path, split: str) -> list[np.ndarray]:
-    """The model's logits on the particle-free whole images of a split (bare lattices and supports),
-    at the file's own scale: what the crop Dice hardly sees, and a microscopist does."""
-    from emzoo.inference.predictor import Predictor
-
-    predictor = Predictor(model, output="logits")
-    logits = []
-    for mask_path in sorted((subset / split / "masks").glob("*.png")):
-        if not io.read(mask_path)[0].any():
-            logits.append(predictor(io.read(subset / split / "images" / f"{mask_path.stem}.tif")[0], None, scale=1.0))
-    return logits
-
-
-def _particle_free_area(folder: Path, subset: Path, split: str = "test") -> float:
-    """Fraction of a split's particle-free whole images the model in ``folder`` calls particle."""
-    logits = _particle_free_logits(load(folder, verify=False), subset, split)
-    return round(float(np.mean([(x > 0).mean() for x in logits])), 5) if logits else 0.0
-
-
-def _calibrate(folder: Path, entry: ZooEntry, corpus: Path, max_false_area: float | None = None) -> float:
-    """Fold the validation split's best Dice threshold into the head of the model in ``folder``;
-    with ``max_false_area``, the best among those that call no more of the particle-free
-    validation images particle than that."""
-    from torch.utils.data import DataLoader
-
-    from emzoo.data import load_dataset
-
-    recipe = RECIPES[entry.recipe]
-    subset = corpus / recipe.subset
-    model = load(folder, verify=False)
-    val = load_dataset(str(subset), entry.task, "val", image_size=recipe.image_size, seed=0)
-    empty = _particle_free_logits(model, subset, "val") if max_false_area is not None else None
-    threshold = calibrate_threshold(
-        model, DataLoader(val, batch_size=recipe.batch_size), empty_logits=empty, max_false_area=max_false_area
-    )
-    if threshold != 0.5:
-        model.emzoo_cfg.pop("source", None)
-        save_pretrained(model, folder, calibrated_threshold=threshold)
-    return threshold
-
-
-def _clearly_better(task, value: float, shipped: float | None) -> bool:
-    """Better than the shipped weights by more than the split's noise (``MIN_GAIN``): a tie is not
-    worth a new 9 MB weights file in every clone's history."""
-    if shipped is None:
-        return True
-    metric, larger = task.selection
-    gain = value - shipped if larger else shipped - value
-    return gain > MIN_GAIN[metric] * (abs(shipped) if metric == "l1" else 1.0)
-
-
 def _log_run(record: dict) -> None:
     BUILD_LOG.parent.mkdir(parents=True, exist_ok=True)
     with open(BUILD_LOG, "a") as f:
@@ -283,9 +213,9 @@ def judge_run(
     threshold = None
     if task.segmentation:  # the decision threshold, chosen on validation, then the test scored again
         subset = corpus / recipe.subset
-        limit = _particle_free_area(shipped_folder, subset, "val") if challenger else None
-        threshold = _calibrate(run_dir / "model", entry, corpus, max_false_area=limit)
-        result["test"] = _held_out(run_dir / "model", entry, corpus)
+        limit = particle_free_area(shipped_folder, subset, "val") if challenger else None
+        threshold = calibrate(run_dir / "model", entry, corpus, max_false_area=limit)
+        result["test"] = held_out(run_dir / "model", entry, corpus)
     # a resumed run's earlier invocations count too: their training seconds are in its state
     wall = time.perf_counter() - start - result["train_seconds"] + result["run_train_seconds"]
     machine = hardware()
@@ -307,9 +237,9 @@ def judge_run(
         shutil.copyfile(curve, CURVES_DIR / f"{run_dir.name}.png")
         record["curve"] = f"{CURVES_DIR.name}/{run_dir.name}.png"
     if challenger:
-        shipped = _held_out(shipped_folder, entry, corpus)
+        shipped = held_out(shipped_folder, entry, corpus)
         record["shipped_test"] = shipped
-        better = metric in result["test"] and _clearly_better(task, result["test"][metric], shipped.get(metric))
+        better = metric in result["test"] and clearly_better(task, result["test"][metric], shipped.get(metric))
         if "particle_free_area" in shipped:  # and no more of the bare lattices and supports called particle
             better = better and result["test"]["particle_free_area"] <= shipped["particle_free_area"] + AREA_TOLERANCE
         record["kept"] = bool(better)

@@ -57,12 +57,12 @@ def test_a_challenger_that_loses_leaves_the_shipped_folder(shipped, tmp_path):
 def test_a_winning_warm_start_sums_its_cost(shipped, tmp_path, monkeypatch):
     shipped_cost = json.loads((shipped / NAME / "config.json").read_text())["emzoo"]["train_cost"]
     before = sha256_file(shipped / NAME / "model.safetensors")
-    scored = zoo_build._held_out  # the shipped model scores 0: any run beats it
+    scored = zoo_build.held_out  # the shipped model scores 0: any run beats it
 
     def held_out(folder, *args):
         return {"dice": 0.0} if folder == shipped / NAME else scored(folder, *args)
 
-    monkeypatch.setattr(zoo_build, "_held_out", held_out)
+    monkeypatch.setattr(zoo_build, "held_out", held_out)
     record = zoo_build.build_one(ZOO[NAME], tmp_path / "runs", out=shipped, warm=True, steps=2, progress=False)
     assert record["kept"] is True and sha256_file(shipped / NAME / "model.safetensors") != before
     cost = json.loads((shipped / NAME / "config.json").read_text())["emzoo"]["train_cost"]
@@ -124,6 +124,6 @@ def test_a_tie_does_not_replace_the_shipped_weights():
     from emzoo.tasks import get_task
 
     denoise, segment = get_task("denoise"), get_task("segment")
-    assert not zoo_build._clearly_better(denoise, 0.13217, 0.13223)  # 0.05% lower L1: noise
-    assert zoo_build._clearly_better(denoise, 0.125, 0.13223)
-    assert not zoo_build._clearly_better(segment, 0.652, 0.649) and zoo_build._clearly_better(segment, 0.66, 0.649)
+    assert not zoo_build.clearly_better(denoise, 0.13217, 0.13223)  # 0.05% lower L1: noise
+    assert zoo_build.clearly_better(denoise, 0.125, 0.13223)
+    assert not zoo_build.clearly_better(segment, 0.652, 0.649) and zoo_build.clearly_better(segment, 0.66, 0.649)

@@ -162,3 +162,19 @@ def time_is_up(accelerator, state, minutes: float, bar) -> bool:
     if accelerator.num_processes > 1:
         flag = broadcast(flag)
     return bool(flag.item())
+
+
+def lr_schedulers(optimizers, schedule: str, total_steps: int) -> list:
+    """The schedulers a run steps and checkpoints: none for a constant rate; cosine: from the set
+    rate to 0 at ``total_steps``."""
+    if schedule == "constant":
+        return []
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR
+    return [cosine(opt, T_max=max(1, total_steps)) for opt in optimizers if opt is not None]
+
+
+def gather_object(items: list) -> list:
+    """Every process's items, in rank order (Accelerate's, imported only when a run finishes)."""
+    from accelerate.utils import gather_object as gather
+
+    return gather(items)

@@ -31,7 +31,7 @@ from emzoo.train.evaluation import score
 from emzoo.train.loading import EpochShuffled, loader_for
 from emzoo.train.objectives import objective_for
 from emzoo.train.precision import choose_precision
-from emzoo.train.run_folder import CHECKPOINTS, MODEL_DIR, RESULT_FILE, latest_checkpoint, time_is_up
+from emzoo.train.run_folder import CHECKPOINTS, MODEL_DIR, RESULT_FILE, gather_object, latest_checkpoint, time_is_up
 
 _log = logging.getLogger("emzoo.train")
 
@@ -159,10 +159,8 @@ class Trainer:
         self.forward_g = torch.compile(self.g) if use_compile else self.g
         self.forward_d = torch.compile(self.d) if use_compile and self.d is not None else self.d
         acc.register_for_checkpointing(self.state)
-        # stepped here once per optimiser step, not through Accelerate's wrapper (which steps it once
-        # per process), and saved with the run so a resumed run continues the same curve
-        self.schedulers = [lr_scheduler(opt, cfg.lr_schedule, self.total_steps) for opt in (self.opt_g, self.opt_d)]
-        self.schedulers = [s for s in self.schedulers if s is not None]
+        # stepped once per optimiser step (not per process, as Accelerate's wrapper would), saved with the run
+        self.schedulers = run_folder.lr_schedulers((self.opt_g, self.opt_d), cfg.lr_schedule, self.total_steps)
         for scheduler in self.schedulers:
             acc.register_for_checkpointing(scheduler)
         self.resumed_from = None
@@ -414,19 +412,6 @@ class Trainer:
                 shutil.rmtree(self.out / CHECKPOINTS, ignore_errors=True)
         acc.wait_for_everyone()
         return result
-
-
-def lr_scheduler(optimizer, schedule: str, total_steps: int):
-    """None for a constant rate; cosine: from the set rate to 0 at ``total_steps``."""
-    if optimizer is None or schedule == "constant":
-        return None
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
-
-
-def gather_object(items: list) -> list:
-    from accelerate.utils import gather_object as _gather
-
-    return _gather(items)
 
 
 def run(cfg: TrainConfig) -> dict:
