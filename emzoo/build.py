@@ -175,7 +175,7 @@ def build_one(
         base_folder = out / entry.base_model
         if not (base_folder / "model.safetensors").is_file():
             raise ConfigError(f"{entry.name}: its pretext checkpoint {entry.base_model} is not built yet")
-    runs_before = len(previous_cost.get("runs", [])) or (1 if previous_cost else 0)
+    runs_before = _runs_before(previous_cost)
     if from_pretext:  # one run folder per pretext version: a newer pretext starts a new run
         run_dir = runs / f"{entry.name}-from-{sha256_file(base_folder / 'model.safetensors')[:8]}"
     else:
@@ -185,7 +185,13 @@ def build_one(
     start = time.perf_counter()
     config = train_config(entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger, lr=lr)
     result = Trainer(config).train()
-    return judge_run(entry, run_dir, result, out, warm, from_pretext, previous_cost, start)
+    setup_and_test = time.perf_counter() - start - result["train_seconds"]
+    return judge_run(entry, run_dir, result, out, warm, from_pretext, previous_cost, setup_and_test)
+
+
+def _runs_before(previous_cost: dict) -> int:
+    """Runs behind the shipped weights (a folder built before runs were recorded counts as one)."""
+    return len(previous_cost.get("runs", [])) or (1 if previous_cost else 0)
 
 
 def judge_run(
@@ -196,28 +202,28 @@ def judge_run(
     warm: bool = False,
     from_pretext: bool = False,
     previous_cost: dict | None = None,
-    start: float | None = None,
+    other_seconds: float = 0.0,
     note: str | None = None,
 ) -> dict:
     """A finished run's model: calibrated (segmentation), scored on the held-out split, logged, and
     shipped as ``out/NAME`` unless it is a challenger (``warm``/``from_pretext``) that does not
-    beat the shipped folder there."""
+    beat the shipped folder there. ``other_seconds``: the run's time outside training so far."""
     recipe = RECIPES[entry.recipe]
     corpus = corpus_for(recipe)
     task = get_task(entry.task)
     shipped_folder = out / entry.name
     challenger = warm or from_pretext
     previous_cost = previous_cost or {}
-    runs_before = len(previous_cost.get("runs", [])) or (1 if previous_cost else 0)
-    start = time.perf_counter() - result["train_seconds"] if start is None else start  # judged later: its training
+    runs_before = _runs_before(previous_cost)
+    judging = time.perf_counter()
     threshold = None
     if task.segmentation:  # the decision threshold, chosen on validation, then the test scored again
         subset = corpus / recipe.subset
         limit = particle_free_area(shipped_folder, subset, "val") if challenger else None
         threshold = calibrate(run_dir / "model", entry, corpus, max_false_area=limit)
         result["test"] = held_out(run_dir / "model", entry, corpus)
-    # a resumed run's earlier invocations count too: their training seconds are in its state
-    wall = time.perf_counter() - start - result["train_seconds"] + result["run_train_seconds"]
+    # the training of every invocation of a resumed run (in its state), and the rest of this one
+    wall = result["run_train_seconds"] + other_seconds + time.perf_counter() - judging
     machine = hardware()
     metric = task.selection[0]
     record = {
