@@ -1,28 +1,28 @@
 """Judging a finished build run against the shipped weights on the held-out split: its test
-metrics (for segmentation also the particle-free area a microscopist sees at once), its decision
-threshold calibrated on validation, and whether it is better by more than the split's noise."""
+metrics (for segmentation scored on whole images as a microscopist runs the model, with the
+particle-free area they see at once), its decision threshold calibrated on validation, and whether
+it is better by more than the split's noise."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 from emzoo import io
-from emzoo.data import load_dataset
 from emzoo.hub import load, save_pretrained
 from emzoo.inference.predictor import Predictor
 from emzoo.tasks import get_task
 from emzoo.train.evaluation import calibrate_threshold, evaluate_model
 from emzoo.zoo.catalog import RECIPES, ZooEntry
 
-MIN_GAIN = {"dice": 0.005, "l1": 0.01}  # to replace shipped weights: Dice + 0.005, or L1 1% lower
+MIN_GAIN = {"whole_dice": 0.005, "l1": 0.01}  # to replace shipped weights: Dice + 0.005, or L1 1% lower
 AREA_TOLERANCE = 0.0005  # of the particle-free images' area: a challenger may not call more particle
 
 
 def held_out(folder: Path, entry: ZooEntry, corpus: Path) -> dict[str, float]:
-    """A folder's test metrics on the recipe's corpus, scored as the Trainer scores its best model."""
+    """A folder's test metrics on the recipe's corpus, scored as the Trainer scores its best model;
+    for segmentation also on the test split's whole images (``whole_dice``, ``particle_free_area``)."""
     recipe = RECIPES[entry.recipe]
     metrics = evaluate_model(
         str(folder),
@@ -33,38 +33,53 @@ def held_out(folder: Path, entry: ZooEntry, corpus: Path) -> dict[str, float]:
     )
     metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
     if get_task(entry.task).segmentation:
-        metrics["particle_free_area"] = particle_free_area(folder, corpus / recipe.subset)
+        metrics.update(whole_image_scores(whole_images(load(folder, verify=False), corpus / recipe.subset, "test")))
     return metrics
 
 
-def _particle_free_logits(model, subset: Path, split: str) -> list[np.ndarray]:
-    """The model's logits on the particle-free whole images of a split (bare lattices and supports),
-    at the file's own scale: what the crop Dice hardly sees, and a microscopist does."""
+def whole_images(model, subset: Path, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The model's logits and the true mask of every whole image of a split, at the file's own
+    scale, as a microscopist runs it: the training crops hardly see whole particles, image borders
+    or bare lattices."""
     predictor = Predictor(model, output="logits")
-    logits = []
-    for mask_path in sorted((subset / split / "masks").glob("*.png")):
-        if not io.read(mask_path)[0].any():
-            logits.append(predictor(io.read(subset / split / "images" / f"{mask_path.stem}.tif")[0], None, scale=1.0))
-    return logits
+    return [
+        (predictor(io.read(subset / split / "images" / f"{m.stem}.tif")[0], None, scale=1.0), io.read(m)[0] > 0)
+        for m in sorted((subset / split / "masks").glob("*.png"))
+    ]
+
+
+def whole_image_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Pooled Dice over the whole images that hold particles, and the fraction of the particle-free
+    ones (bare lattices and supports) called particle."""
+    tp = fp = fn = 0
+    for logits, truth in (p for p in pairs if p[1].any()):
+        called = logits > 0
+        tp, fp, fn = (
+            tp + int((called & truth).sum()),
+            fp + int((called & ~truth).sum()),
+            fn + int((~called & truth).sum()),
+        )
+    empty = [float((logits > 0).mean()) for logits, truth in pairs if not truth.any()]
+    return {
+        "whole_dice": round(2 * tp / max(2 * tp + fp + fn, 1), 5),
+        "particle_free_area": round(float(np.mean(empty)), 5) if empty else 0.0,
+    }
 
 
 def particle_free_area(folder: Path, subset: Path, split: str = "test") -> float:
     """Fraction of a split's particle-free whole images the model in ``folder`` calls particle."""
-    logits = _particle_free_logits(load(folder, verify=False), subset, split)
-    return round(float(np.mean([(x > 0).mean() for x in logits])), 5) if logits else 0.0
+    return whole_image_scores(whole_images(load(folder, verify=False), subset, split))["particle_free_area"]
 
 
 def calibrate(folder: Path, entry: ZooEntry, corpus: Path, max_false_area: float | None = None) -> float:
-    """Fold the validation split's best Dice threshold into the head of the model in ``folder``;
-    with ``max_false_area``, the best among those that call no more of the particle-free
-    validation images particle than that."""
-    recipe = RECIPES[entry.recipe]
-    subset = corpus / recipe.subset
+    """Fold the best Dice threshold on the validation split's whole images into the head of the
+    model in ``folder``; with ``max_false_area``, the best among those that call no more of the
+    particle-free validation images particle than that."""
     model = load(folder, verify=False)
-    val = load_dataset(str(subset), entry.task, "val", image_size=recipe.image_size, seed=0)
-    empty = _particle_free_logits(model, subset, "val") if max_false_area is not None else None
+    pairs = whole_images(model, corpus / RECIPES[entry.recipe].subset, "val")
+    empty = [logits for logits, truth in pairs if not truth.any()] if max_false_area is not None else None
     threshold = calibrate_threshold(
-        model, DataLoader(val, batch_size=recipe.batch_size), empty_logits=empty, max_false_area=max_false_area
+        model, [p for p in pairs if p[1].any()], empty_logits=empty, max_false_area=max_false_area
     )
     if threshold != 0.5:
         model.emzoo_cfg.pop("source", None)
@@ -72,11 +87,17 @@ def calibrate(folder: Path, entry: ZooEntry, corpus: Path, max_false_area: float
     return threshold
 
 
+def deciding_metric(task) -> tuple[str, bool]:
+    """The held-out metric that decides a build (and whether larger is better): segmentation's
+    Dice on whole images, the one the bench and a microscopist see; the Trainer's otherwise."""
+    return ("whole_dice", True) if task.segmentation else task.selection
+
+
 def clearly_better(task, value: float, shipped: float | None) -> bool:
     """Better than the shipped weights by more than the split's noise (``MIN_GAIN``): a tie is not
     worth a new 9 MB weights file in every clone's history."""
     if shipped is None:
         return True
-    metric, larger = task.selection
+    metric, larger = deciding_metric(task)
     gain = value - shipped if larger else shipped - value
     return gain > MIN_GAIN[metric] * (abs(shipped) if metric == "l1" else 1.0)

@@ -42,7 +42,7 @@ def test_a_challenger_that_loses_leaves_the_shipped_folder(shipped, tmp_path):
     before = sha256_file(shipped / NAME / "model.safetensors")
     record = zoo_build.build_one(ZOO[NAME], tmp_path / "runs", out=shipped, steps=2, progress=False, from_pretext=True)
     # two steps from the pretext cannot beat thousands of fine-tuning steps
-    assert record["kept"] is False and record["test"]["dice"] < record["shipped_test"]["dice"]
+    assert record["kept"] is False and record["test"]["whole_dice"] < record["shipped_test"]["whole_dice"]
     assert sha256_file(shipped / NAME / "model.safetensors") == before
     (run,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert run["from_pretext"] == BASE and run["steps"] == 2 and not run["kept"]
@@ -60,7 +60,7 @@ def test_a_winning_warm_start_sums_its_cost(shipped, tmp_path, monkeypatch):
     scored = zoo_build.held_out  # the shipped model scores 0: any run beats it
 
     def held_out(folder, *args):
-        return {"dice": 0.0} if folder == shipped / NAME else scored(folder, *args)
+        return {"whole_dice": 0.0} if folder == shipped / NAME else scored(folder, *args)
 
     monkeypatch.setattr(zoo_build, "held_out", held_out)
     record = zoo_build.build_one(ZOO[NAME], tmp_path / "runs", out=shipped, warm=True, steps=2, progress=False)
@@ -101,7 +101,7 @@ def test_the_best_threshold_is_folded_into_the_head():
     logits[truth > 0] = 1.0  # p = 0.73
     logits[:, :, 2:4, 2:6] = -0.5  # half the particle is faint: p = 0.38, missed at 0.5
     model = _Logits()
-    threshold = calibrate_threshold(model, [{"image": logits, "target": truth}])
+    threshold = calibrate_threshold(model, [(logits, truth)])
     assert threshold == 0.35  # every threshold in (0.12, 0.38) is perfect; the one nearest 0.5
     with torch.no_grad():
         assert torch.equal(model(logits) > 0, truth > 0)  # at the usual 0.5, now exact
@@ -115,8 +115,7 @@ def test_a_threshold_that_paints_particle_free_images_does_not_compete():
     logits[:, :, 2:4, 2:6] = -0.5
     lattice = torch.zeros(8, 8).numpy()  # p = 0.5 everywhere on a particle-free image
     model = _Logits()
-    batches = [{"image": logits, "target": truth}]
-    threshold = calibrate_threshold(model, batches, empty_logits=[lattice], max_false_area=0.0)
+    threshold = calibrate_threshold(model, [(logits, truth)], empty_logits=[lattice], max_false_area=0.0)
     assert threshold == 0.5  # 0.35 would be perfect on the particles, and call the whole lattice particle
 
 
@@ -127,3 +126,17 @@ def test_a_tie_does_not_replace_the_shipped_weights():
     assert not zoo_build.clearly_better(denoise, 0.13217, 0.13223)  # 0.05% lower L1: noise
     assert zoo_build.clearly_better(denoise, 0.125, 0.13223)
     assert not zoo_build.clearly_better(segment, 0.652, 0.649) and zoo_build.clearly_better(segment, 0.66, 0.649)
+
+
+def test_reproduce_scores_segmentation_at_the_validation_threshold():
+    from emzoo.tasks import get_task
+    from emzoo.train.evaluation import score
+
+    truth = torch.zeros(2, 1, 8, 8)
+    truth[:, :, 2:6, 2:6] = 1
+    logits = torch.where(truth > 0, -0.5, -2.0)  # particles at p = 0.38: a run still below 0.5
+    batches = [{"image": logits, "target": truth}]
+    segment = get_task("segment")
+    assert score(_Logits(), batches, segment)["dice"] == 0.0  # at 0.5 it looks as if nothing was learned
+    calibrated = score(_Logits(), batches, segment, calibrate_on=batches)
+    assert calibrated["dice"] == 1.0 and calibrated["threshold"] == 0.35

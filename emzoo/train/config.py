@@ -58,7 +58,8 @@ class TrainConfig:
     report_to: str | None = None
     sim_n: int = 48
     sim_size: int = 256
-    test_at_steps: list[int] = field(default_factory=list)  # also score the test split at these steps
+    # also score the test split at these steps (segmentation: at the threshold calibrated on validation)
+    test_at_steps: list[int] = field(default_factory=list)
     keep_checkpoints: bool = True
     ndf: int = 64  # discriminator width (Pix2Pix: 64)
     progress: bool = True

@@ -16,6 +16,32 @@ from emzoo.hub import load
 from emzoo.tasks import Task, get_task
 from emzoo.train.config import resolve_data
 
+CALIBRATION_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # probabilities 0.05 .. 0.95
+_OFFSETS = torch.logit(torch.tensor(CALIBRATION_THRESHOLDS, dtype=torch.float64))
+
+
+def _counts_per_threshold(logits, truth) -> torch.Tensor:
+    """(samples, thresholds, 3): true positives, false positives and false negatives of each sample
+    at every calibration threshold."""
+    logits = torch.as_tensor(np.asarray(logits, dtype=np.float64)).reshape(len(logits), -1)
+    truth = torch.as_tensor(np.asarray(truth) > 0.5).reshape(len(logits), -1)
+    called = logits[:, None, :] > _OFFSETS[None, :, None]
+    hit = truth[:, None, :]
+    return torch.stack([(called & hit).sum(2), (called & ~hit).sum(2), (~called & hit).sum(2)], 2).double()
+
+
+def best_threshold(counts: torch.Tensor, empty_logits: list | None = None, max_false_area: float | None = None) -> int:
+    """The index of the calibration threshold with the best pooled Dice of ``counts`` (thresholds, 3);
+    ties go to the one closest to 0.5. With ``empty_logits`` (logits on particle-free images) and
+    ``max_false_area``, only thresholds that call at most that fraction of them particle compete
+    (the strictest one, if none does)."""
+    dice = 2 * counts[:, 0] / (2 * counts[:, 0] + counts[:, 1] + counts[:, 2]).clamp_min(1e-9)
+    candidates = list(range(len(_OFFSETS)))
+    if empty_logits and max_false_area is not None:
+        area = [float(np.mean([(np.asarray(x) > float(o)).mean() for x in empty_logits])) for o in _OFFSETS]
+        candidates = [k for k in candidates if area[k] <= max_false_area] or [min(candidates, key=lambda k: area[k])]
+    return sorted(candidates, key=lambda k: (-round(float(dice[k]), 4), abs(CALIBRATION_THRESHOLDS[k] - 0.5)))[0]
+
 
 @torch.no_grad()
 def score(
@@ -25,60 +51,53 @@ def score(
     to_device: Callable[[dict], tuple[torch.Tensor, torch.Tensor]] = lambda b: (b["image"], b["target"]),
     gather: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
     autocast=None,
+    calibrate_on: Iterable[dict] | None = None,
 ) -> dict[str, float]:
-    """The task's dataset-level metrics of ``model`` over ``batches`` (eval mode, restored after)."""
+    """The task's dataset-level metrics of ``model`` over ``batches`` (eval mode, restored after).
+    With ``calibrate_on`` (a validation split), a one-logit segmentation model is scored at the
+    probability threshold with the best Dice there (reported as ``threshold``), not at 0.5."""
+
+    def outputs(loader):
+        for batch in loader:
+            x, y = to_device(batch)
+            with autocast() if autocast is not None else torch.autocast("cpu", enabled=False):
+                yield model(x).float(), y
+
     was_training = model.training
     model.eval()
-    rows = []
-    for batch in batches:
-        x, y = to_device(batch)
-        with autocast() if autocast is not None else torch.autocast("cpu", enabled=False):
-            out = model(x)
-        rows.append(gather(task.per_sample_stats(out, y)))
+    offset, extra = 0.0, {}
+    if calibrate_on is not None and getattr(task, "segmentation", False) and getattr(model, "num_classes", 1) == 1:
+        counts = [
+            gather(_counts_per_threshold(out[:, 0].cpu(), y[:, 0].cpu()).flatten(1)) for out, y in outputs(calibrate_on)
+        ]
+        if counts:
+            best = best_threshold(torch.cat(counts).sum(0).reshape(len(_OFFSETS), 3))
+            offset, extra = float(_OFFSETS[best]), {"threshold": CALIBRATION_THRESHOLDS[best]}
+    rows = [gather(task.per_sample_stats(out - offset, y)) for out, y in outputs(batches)]
     model.train(was_training)
-    return task.summarize(torch.cat(rows)) if rows else {}
+    return {**task.summarize(torch.cat(rows)), **extra} if rows else {}
 
 
-CALIBRATION_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # probabilities 0.05 .. 0.95
-
-
-@torch.no_grad()
 def calibrate_threshold(
     model: nn.Module,
-    batches: Iterable[dict],
+    pairs: Iterable[tuple],
     empty_logits: list | None = None,
     max_false_area: float | None = None,
 ) -> float:
-    """Fold the probability threshold with the best pooled Dice over ``batches`` (a validation
-    split) into a one-logit segmentation head's bias, so that 0.5 is that threshold everywhere the
-    model is used (masks, particle tables, the auto scale, exports). Returns the threshold (0.5 when
-    none is better, or when the head has several classes). The ties go to the one closest to 0.5.
-    With ``empty_logits`` (the model's logits on particle-free images) and ``max_false_area``, only
-    thresholds that call at most that fraction of them particle compete (the strictest one, if none
-    does)."""
+    """Fold the probability threshold with the best pooled Dice over ``pairs`` (the model's logits
+    and the true masks of a validation split) into a one-logit segmentation head's bias, so that
+    0.5 is that threshold everywhere the model is used (masks, particle tables, the auto scale,
+    exports). Returns the threshold (0.5 when none is better, or when the head has several classes).
+    See :func:`best_threshold` for ties and ``empty_logits``."""
     head = model.get_classifier()
     if getattr(model, "num_classes", 1) != 1 or head.bias is None:
         return 0.5
-    was_training = model.training
-    model.eval()
-    offsets = torch.logit(torch.tensor(CALIBRATION_THRESHOLDS, dtype=torch.float64))
-    counts = torch.zeros(len(offsets), 3, dtype=torch.float64)  # tp, fp, fn per threshold
-    for batch in batches:
-        logits = model(batch["image"]).float()[:, 0].flatten().double()
-        truth = batch["target"][:, 0].flatten() > 0.5
-        called = logits[None, :] > offsets[:, None]
-        counts[:, 0] += (called & truth).sum(1)
-        counts[:, 1] += (called & ~truth).sum(1)
-        counts[:, 2] += (~called & truth).sum(1)
-    model.train(was_training)
-    dice = 2 * counts[:, 0] / (2 * counts[:, 0] + counts[:, 1] + counts[:, 2]).clamp_min(1e-9)
-    candidates = list(range(len(offsets)))
-    if empty_logits and max_false_area is not None:
-        area = [float(np.mean([(np.asarray(x) > float(o)).mean() for x in empty_logits])) for o in offsets]
-        candidates = [k for k in candidates if area[k] <= max_false_area] or [min(candidates, key=lambda k: area[k])]
-    ranked = sorted(candidates, key=lambda k: (-round(float(dice[k]), 4), abs(CALIBRATION_THRESHOLDS[k] - 0.5)))
-    best = ranked[0]
-    head.bias -= offsets[best].to(head.bias.dtype)
+    counts = torch.zeros(len(_OFFSETS), 3, dtype=torch.float64)
+    for logits, truth in pairs:
+        counts += _counts_per_threshold(np.asarray(logits)[None], np.asarray(truth)[None])[0]
+    best = best_threshold(counts, empty_logits, max_false_area)
+    with torch.no_grad():
+        head.bias -= _OFFSETS[best].to(head.bias.dtype)
     return CALIBRATION_THRESHOLDS[best]
 
 

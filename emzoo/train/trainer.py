@@ -211,9 +211,10 @@ class Trainer:
         return {"loss": loss.detach()}
 
     # ---------------------------------------------------------------- evaluation
-    def evaluate(self, loader: DataLoader, model=None) -> dict[str, float]:
+    def evaluate(self, loader: DataLoader, model=None, calibrate_on: DataLoader | None = None) -> dict[str, float]:
         acc = self.accelerator
-        return score(model or self.g, loader, self.objective, self._to_device, acc.gather_for_metrics, acc.autocast)
+        g = model or self.g
+        return score(g, loader, self.objective, self._to_device, acc.gather_for_metrics, acc.autocast, calibrate_on)
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path:
@@ -327,7 +328,7 @@ class Trainer:
                                 "step": state.step,
                                 "epoch": state.epoch,
                                 "split": "test",
-                                **self.evaluate(self.test_loader),
+                                **self.evaluate(self.test_loader, calibrate_on=self.val_loader),
                             }
                         )
                     if every and state.step % every == 0:
