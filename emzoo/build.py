@@ -33,7 +33,7 @@ from emzoo.errors import ConfigError, ModelNotFoundError
 from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
 from emzoo.hub import CONFIG_NAME, load, provenance_cfg, save_pretrained
 from emzoo.hub.publish import write_cards
-from emzoo.judge import AREA_TOLERANCE, calibrate, clearly_better, deciding_metric, held_out, particle_free_area
+from emzoo.judge import beats, calibrate, held_out, particle_free_area
 from emzoo.tasks import get_task
 from emzoo.train.config import TrainConfig
 from emzoo.train.run_folder import latest_checkpoint
@@ -225,7 +225,6 @@ def judge_run(
     # the training of every invocation of a resumed run (in its state), and the rest of this one
     wall = result["run_train_seconds"] + other_seconds + time.perf_counter() - judging
     machine = hardware()
-    metric = deciding_metric(task)[0]
     record = {
         "name": entry.name,
         "run": run_dir.name,
@@ -245,9 +244,7 @@ def judge_run(
     if challenger:
         shipped = held_out(shipped_folder, entry, corpus)
         record["shipped_test"] = shipped
-        better = metric in result["test"] and clearly_better(task, result["test"][metric], shipped.get(metric))
-        if "particle_free_area" in shipped:  # and no more of the bare lattices and supports called particle
-            better = better and result["test"]["particle_free_area"] <= shipped["particle_free_area"] + AREA_TOLERANCE
+        better = beats(task, result["test"], shipped)
         record["kept"] = bool(better)
         _log_run(record)
         if not better:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import emzoo.build as zoo_build
+import emzoo.judge as judge
 from emzoo.data.corpus import build_corpus
 from emzoo.errors import ConfigError
 from emzoo.fsutil import sha256_file
@@ -123,9 +124,21 @@ def test_a_tie_does_not_replace_the_shipped_weights():
     from emzoo.tasks import get_task
 
     denoise, segment = get_task("denoise"), get_task("segment")
-    assert not zoo_build.clearly_better(denoise, 0.13217, 0.13223)  # 0.05% lower L1: noise
-    assert zoo_build.clearly_better(denoise, 0.125, 0.13223)
-    assert not zoo_build.clearly_better(segment, 0.652, 0.649) and zoo_build.clearly_better(segment, 0.66, 0.649)
+    assert not judge.clearly_better(denoise, 0.13217, 0.13223)  # 0.05% lower L1: noise
+    assert judge.clearly_better(denoise, 0.125, 0.13223)
+    assert not judge.clearly_better(segment, 0.652, 0.649) and judge.clearly_better(segment, 0.66, 0.649)
+
+
+def test_a_segmentation_challenger_wins_by_dice_or_by_fewer_false_particles():
+    from emzoo.tasks import get_task
+
+    segment = get_task("segment")
+    shipped = {"whole_dice": 0.66, "particle_free_area": 0.039}
+    assert judge.beats(segment, {"whole_dice": 0.68, "particle_free_area": 0.039}, shipped)
+    assert not judge.beats(segment, {"whole_dice": 0.68, "particle_free_area": 0.05}, shipped)  # more false area
+    assert judge.beats(segment, {"whole_dice": 0.658, "particle_free_area": 0.004}, shipped)  # same Dice, 10x fewer
+    assert not judge.beats(segment, {"whole_dice": 0.62, "particle_free_area": 0.0}, shipped)  # paid with Dice
+    assert not judge.beats(segment, {"whole_dice": 0.66, "particle_free_area": 0.037}, shipped)  # within noise
 
 
 def test_reproduce_scores_segmentation_at_the_validation_threshold():
