@@ -1,13 +1,14 @@
 """Judging a finished build run against the shipped weights on the held-out split: its test
-metrics (for segmentation scored on whole images as a microscopist runs the model, with the
-particle-free area they see at once), its decision threshold calibrated on validation, and whether
-it is better by more than the split's noise."""
+metrics, scored also on whole frames as a microscopist runs the model (segmentation's Dice and the
+particle-free area they see at once, restoration's PSNR), its decision threshold calibrated on
+validation, and whether it is better by more than the split's noise."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from skimage.metrics import peak_signal_noise_ratio
 
 from emzoo import io
 from emzoo.hub import load, save_pretrained
@@ -16,7 +17,8 @@ from emzoo.tasks import get_task
 from emzoo.train.evaluation import calibrate_threshold, evaluate_model
 from emzoo.zoo.catalog import RECIPES, ZooEntry
 
-MIN_GAIN = {"whole_dice": 0.005, "l1": 0.01}  # to replace shipped weights: Dice + 0.005, or L1 1% lower
+MIN_GAIN = {"whole_dice": 0.005, "whole_psnr": 0.05}  # to replace shipped weights: Dice + 0.005, or + 0.05 dB
+PRETEXT_GAIN = 0.01  # the pretext (no whole-frame target): L1 1% lower
 AREA_TOLERANCE = 0.0005  # of the particle-free images' area: a challenger may not call more particle
 AREA_GAIN = 0.005  # or it wins by calling 0.5 percentage points less of them particle, at a Dice as good
 
@@ -33,9 +35,42 @@ def held_out(folder: Path, entry: ZooEntry, corpus: Path) -> dict[str, float]:
         batch_size=recipe.batch_size,
     )
     metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    if get_task(entry.task).segmentation:
+    task = get_task(entry.task)
+    if task.segmentation:
         metrics.update(whole_image_scores(whole_images(load(folder, verify=False), corpus / recipe.subset, "test")))
+    elif task.target_folder:
+        metrics["whole_psnr"] = whole_frame_psnr(load(folder, verify=False), corpus / recipe.subset / "test", task)
     return metrics
+
+
+def fit_levels(result: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``result`` after a least-squares gain and offset fit to ``target`` (as in CARE's evaluation):
+    levels an image carries no information about (detector offset, the background's mean) do not
+    decide a score."""
+    design = np.stack([result.ravel(), np.ones(result.size)], 1)
+    (gain, offset), *_ = np.linalg.lstsq(design, target.ravel(), rcond=None)
+    return gain * result + offset
+
+
+def fitted_psnr(result: np.ndarray, target: np.ndarray) -> float:
+    """PSNR over the target's range, after :func:`fit_levels`."""
+    span = float(target.max() - target.min()) or 1.0
+    return float(peak_signal_noise_ratio(target, fit_levels(result, target), data_range=span))
+
+
+def whole_frame_psnr(model, folder: Path, task) -> float:
+    """Mean PSNR of a restoration model over a split's whole frames at their own scale, as
+    ``scripts/bench_quality.py`` scores it: the training crops' L1 can improve while whole frames
+    get worse (super-resolution did, by 0.3 dB)."""
+    predictor = Predictor(model)
+    scores = [
+        fitted_psnr(
+            predictor(io.read(path)[0].astype(np.float64), None, scale=1.0).astype(np.float64),
+            io.read(folder / task.target_folder / path.name)[0].astype(np.float64),
+        )
+        for path in sorted((folder / "image").glob("*.tif"))
+    ]
+    return round(float(np.mean(scores)), 4)
 
 
 def whole_images(model, subset: Path, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -89,9 +124,12 @@ def calibrate(folder: Path, entry: ZooEntry, corpus: Path, max_false_area: float
 
 
 def deciding_metric(task) -> tuple[str, bool]:
-    """The held-out metric that decides a build (and whether larger is better): segmentation's
-    Dice on whole images, the one the bench and a microscopist see; the Trainer's otherwise."""
-    return ("whole_dice", True) if task.segmentation else task.selection
+    """The held-out metric that decides a build (and whether larger is better): the one the
+    benches and a microscopist see, on whole frames: segmentation's Dice, restoration's PSNR; the
+    Trainer's for the pretext."""
+    if task.segmentation:
+        return ("whole_dice", True)
+    return ("whole_psnr", True) if task.target_folder else task.selection
 
 
 def clearly_better(task, value: float, shipped: float | None) -> bool:
@@ -101,7 +139,7 @@ def clearly_better(task, value: float, shipped: float | None) -> bool:
         return True
     metric, larger = deciding_metric(task)
     gain = value - shipped if larger else shipped - value
-    return gain > MIN_GAIN[metric] * (abs(shipped) if metric == "l1" else 1.0)
+    return gain > (MIN_GAIN[metric] if metric in MIN_GAIN else PRETEXT_GAIN * abs(shipped))
 
 
 def beats(task, test: dict[str, float], shipped: dict[str, float]) -> bool:

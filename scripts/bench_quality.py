@@ -34,6 +34,7 @@ from emzoo import io
 from emzoo.build import corpus_for
 from emzoo.data.corpus import MODALITIES, SEGMENT_GROUP, records, seen_diameters_nm
 from emzoo.inference.particles import analyze_particles, default_min_area_nm2
+from emzoo.judge import fit_levels
 from emzoo.zoo import RECIPES, ZOO
 
 SIGMAS = (0.5, 0.8, 1.2, 1.8, 2.7, 4.0)
@@ -46,9 +47,7 @@ def psnr_ssim(result: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     CARE's evaluation), the same for every method: levels an image carries no information about
     (detector offset, the background's mean) do not decide the score."""
     span = float(target.max() - target.min()) or 1.0
-    design = np.stack([result.ravel(), np.ones(result.size)], 1)
-    (gain, offset), *_ = np.linalg.lstsq(design, target.ravel(), rcond=None)
-    result = gain * result + offset
+    result = fit_levels(result, target)
     return (
         float(peak_signal_noise_ratio(target, result, data_range=span)),
         float(structural_similarity(target, result, data_range=span)),

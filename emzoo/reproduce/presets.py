@@ -81,7 +81,7 @@ PRESETS = {
         arch_steps=(("emzoo_hrnet_w18_small", 60),),
         default_seeds=(0, 1, 2),
         notes=(
-            "A 2-core CPU in under 20 minutes: fine-tuning from the zoo's shipped pretext checkpoints (the weights "
+            "Sized for a 2-core CPU: fine-tuning from the zoo's shipped pretext checkpoints (the weights "
             "`emzoo.load` gives) against random init, on a corpus drawn with another seed than the one they were "
             "pretrained on (HRTEM nanoparticle segmentation; denoising, background removal and 2x super-resolution "
             "on every modality)."
