@@ -221,7 +221,7 @@ def judge_run(
         subset = corpus / recipe.subset
         limit = particle_free_area(shipped_folder, subset, "val") if challenger else None
         threshold = calibrate(run_dir / "model", entry, corpus, max_false_area=limit)
-        result["test"] = held_out(run_dir / "model", entry, corpus)
+    result["test"] = held_out(run_dir / "model", entry, corpus)  # with the whole-frame scores that decide
     # the training of every invocation of a resumed run (in its state), and the rest of this one
     wall = result["run_train_seconds"] + other_seconds + time.perf_counter() - judging
     machine = hardware()
