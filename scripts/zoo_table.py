@@ -21,7 +21,7 @@ def n_params(path) -> int:
 
 print(
     "| Name | Task | Trained on (modality, nm/px) | Parameters | Weights "
-    "| Build's test metrics (held-out corpus, 128^2 crops, standardised units) "
+    "| Build's test metrics (held-out corpus: 128^2 crops in standardised units; whole_*: whole 256^2 frames) "
     "| Training cost |"
 )
 print("|---|---|---|---|---|---|---|")
