@@ -131,7 +131,7 @@ def _plot_convergence(preset: Preset, stages: list[Stage], results: dict, out: P
                         )
             ax.set_title(f"{arch_label(arch)}: {task}")
             ax.set_xlabel("step")
-            ax.set_ylabel(f"validation {metric}")
+            ax.set_ylabel(f"validation {metric}" + (" at p = 0.5" if get_task(task).segmentation else ""))
             ax.legend(fontsize=8)
         fig.tight_layout()
         path = out / f"convergence_{task}.png"
