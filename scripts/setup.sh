@@ -25,6 +25,11 @@ if ! command -v Xvfb >/dev/null 2>&1 || ! dpkg -s libxcb-icccm4 >/dev/null 2>&1;
 fi
 python3 -m venv .venv
 quiet_pip --upgrade pip
+export PIP_RESUME_RETRIES=20  # PyPI downloads here are sometimes cut off mid-wheel; the new pip resumes them
 quiet_pip "torch==2.14.1" "torchvision==0.29.1"
-quiet_pip -e ".[test]"
+for attempt in 1 2 3; do  # and a whole install that still failed is tried again
+  quiet_pip -e ".[test]"
+  .venv/bin/python -c "import emzoo, timm" 2>/dev/null && break
+  echo "setup: the install did not complete (attempt $attempt); retrying" >&2
+done
 .venv/bin/python -c "import emzoo, timm; print('emzoo', emzoo.__version__, 'ready:', len(timm.list_models('emzoo_*')), 'architectures')"
