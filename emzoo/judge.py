@@ -73,14 +73,18 @@ def whole_frame_psnr(model, folder: Path, task) -> float:
     return round(float(np.mean(scores)), 4)
 
 
-def whole_images(model, subset: Path, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The model's logits and the true mask of every whole image of a split, at the file's own
-    scale, as a microscopist runs it: the training crops hardly see whole particles, image borders
-    or bare lattices."""
+def whole_images(
+    model, subset: Path, split: str, particle_free_only: bool = False
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The model's logits and the true mask of every whole image of a split (or only of its
+    particle-free ones), at the file's own scale, as a microscopist runs it: the training crops
+    hardly see whole particles, image borders or bare lattices."""
     predictor = Predictor(model, output="logits")
+    masks = [(m, io.read(m)[0] > 0) for m in sorted((subset / split / "masks").glob("*.png"))]
     return [
-        (predictor(io.read(subset / split / "images" / f"{m.stem}.tif")[0], None, scale=1.0), io.read(m)[0] > 0)
-        for m in sorted((subset / split / "masks").glob("*.png"))
+        (predictor(io.read(subset / split / "images" / f"{m.stem}.tif")[0], None, scale=1.0), truth)
+        for m, truth in masks
+        if not (particle_free_only and truth.any())
     ]
 
 
@@ -104,7 +108,8 @@ def whole_image_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, 
 
 def particle_free_area(folder: Path, subset: Path, split: str = "test") -> float:
     """Fraction of a split's particle-free whole images the model in ``folder`` calls particle."""
-    return whole_image_scores(whole_images(load(folder, verify=False), subset, split))["particle_free_area"]
+    pairs = whole_images(load(folder, verify=False), subset, split, particle_free_only=True)
+    return whole_image_scores(pairs)["particle_free_area"]
 
 
 def calibrate(folder: Path, entry: ZooEntry, corpus: Path, max_false_area: float | None = None) -> float:

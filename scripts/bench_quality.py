@@ -35,11 +35,11 @@ from emzoo.build import corpus_for
 from emzoo.data.corpus import MODALITIES, SEGMENT_GROUP, records, seen_diameters_nm
 from emzoo.inference.particles import analyze_particles, default_min_area_nm2
 from emzoo.judge import fit_levels
+from emzoo.tasks import get_task
 from emzoo.zoo import RECIPES, ZOO
 
 SIGMAS = (0.5, 0.8, 1.2, 1.8, 2.7, 4.0)
 BM3D_FRACTIONS = (0.5, 1.0, 2.0)  # x the noise std estimated from the image
-TARGET = {"denoise": "noNoise", "bg-removal": "noBackgroundnoNoise", "super-res": "noNoiseNoBackgroundSuperresolution"}
 
 
 def psnr_ssim(result: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -109,7 +109,7 @@ def classical(task: str, pairs: list, with_bm3d: bool) -> dict:
 
 def restoration_rows(names: list[str], per_modality: int, with_bm3d: bool) -> list[dict]:
     rows = []
-    tasks = sorted({ZOO[n].task for n in names if ZOO[n].task in TARGET})
+    tasks = sorted({ZOO[n].task for n in names if get_task(ZOO[n].task).target_folder})
     for task in tasks:
         corpus = corpus_for(RECIPES[f"emsim-{task}"])  # the test split of the corpus these models trained on
         for modality in MODALITIES:
@@ -118,7 +118,7 @@ def restoration_rows(names: list[str], per_modality: int, with_bm3d: bool) -> li
             data = [
                 (
                     io.read(folder / "image" / f"{r['name']}.tif")[0].astype(np.float64),
-                    io.read(folder / TARGET[task] / f"{r['name']}.tif")[0].astype(np.float64),
+                    io.read(folder / get_task(task).target_folder / f"{r['name']}.tif")[0].astype(np.float64),
                     r["pixel_size_nm"],
                 )
                 for r in samples
