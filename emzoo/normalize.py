@@ -16,14 +16,16 @@ METHODS = ("standardize", "percentile", "none")
 
 def remove_outliers(image: np.ndarray, threshold: float = 5.0, size: int = 3) -> np.ndarray:
     """Replace x-ray hits and hot pixels (further than ``threshold`` robust standard deviations
-    from the local median) by the local median, as in Sytwu et al.'s preprocessing."""
+    from the local median) by the local median, as in Sytwu et al.'s preprocessing. Float32 out
+    (float64 for float64 in: such values may not fit float32)."""
+    image = image.astype(np.float64 if image.dtype == np.float64 else np.float32, copy=False)  # no uint wrap-around
     median = ndimage.median_filter(image, size=size, mode="reflect")
     residual = image - median
     mad = np.median(np.abs(residual - np.median(residual))) * 1.4826
     if mad == 0:
         mad = float(residual.std()) or 1.0
     outliers = np.abs(residual) > threshold * mad
-    return np.where(outliers, median, image).astype(np.float32, copy=False)
+    return np.where(outliers, median, image)
 
 
 def standardize_params(image: np.ndarray) -> tuple[float, float]:

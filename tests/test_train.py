@@ -91,7 +91,7 @@ def test_pretrain_then_finetune_then_evaluate(tmp_path, tem_data):
     assert {r["split"] for r in rows} == {"train", "val"}
     assert (out / "loss_curve.png").stat().st_size > 1000
     pretrained = emzoo.load(out / "model")
-    assert pretrained.emzoo_cfg["task"] == "pretext"
+    assert pretrained.emzoo_cfg["task"] == "pretext" and pretrained.emzoo_cfg["remove_outliers"] is False
     card = (out / "model" / "README.md").read_text()
     assert f"| {result['test']['l1']:.4f} |" in card  # the card states the measured test L1
 
@@ -113,6 +113,8 @@ def test_segmentation_head_swap_and_metrics(tmp_path, seg_data):
     assert set(result["test"]) == {"dice", "iou"} and 0 <= result["test"]["dice"] <= 1
     binary = run(cfg(tmp_path / "b", seg_data, mode="finetune", model="random:emzoo_unet_2_44", task="segment"))
     assert set(binary["test"]) == {"dice", "iou"}
+    # the Au layout's spikes are removed before normalisation; the folder says so, for predict
+    assert emzoo.load(tmp_path / "b" / "run" / "model").emzoo_cfg["remove_outliers"] is True
 
 
 def _cli(*args: str, env: dict | None = None, wait: bool = True):

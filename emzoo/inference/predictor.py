@@ -29,7 +29,7 @@ from emzoo.inference.scale import (
 )
 from emzoo.inference.tiling import RAMP, default_batch, default_margin, default_tile, pixel_budget, round_up, run_tiled
 from emzoo.io import check_image
-from emzoo.normalize import apply_params, norm_params
+from emzoo.normalize import apply_params, norm_params, remove_outliers
 from emzoo.tasks import Task, get_task, upsample
 
 OUTPUTS = ("auto", "logits", "probability", "mask")
@@ -116,6 +116,8 @@ class Predictor:
             "normalization", "standardize"
         )
         norm_params(np.zeros((2, 2), np.float32), self.normalization)  # an unknown method fails here, not later
+        # x-ray hits and hot pixels replaced as the model's training data were (its config says)
+        self.remove_outliers = bool((getattr(model, "emzoo_cfg", None) or {}).get("remove_outliers"))
         self.scale = check_scale(scale)
         self.mirror_border = mirror_border  # False: the network's own zero padding (what exports compute)
         self.engine = make_engine(model, engine, channels_last, precision)
@@ -132,6 +134,8 @@ class Predictor:
         image = check_image_array(image)
         pixel_size = check_pixel_size(pixel_size)
         scale = self.scale if scale is None else check_scale(scale)
+        if self.remove_outliers:
+            image = remove_outliers(image)
         params = norm_params(image, self.normalization)
         x = apply_params(image, params)
         computed: dict[float, np.ndarray] = {}

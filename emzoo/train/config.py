@@ -43,6 +43,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | cosine (to 0 over the run: how a warm start settles)
     head_lr_scale: float = 1.0  # the learning rate of a newly initialised head, in units of lr
     prior_head: bool = True  # segmentation fine-tunes start a new head at the class prior
+    remove_outliers: bool | None = None  # spikes replaced before normalisation (None: the data layout's default)
     betas: tuple[float, float] = (0.5, 0.999)
     l1_lambda: float = 100.0
     num_classes: int = 1
@@ -132,6 +133,7 @@ class TrainConfig:
             l1_lambda=recipe.l1_lambda or 100.0,
             ndf=recipe.ndf,
             prior_head=recipe.prior_head,
+            remove_outliers=recipe.remove_outliers or None,
             extra={"zoo_name": entry.name},
         )
         settings.update({k: v for k, v in overrides.items() if v is not None})

@@ -122,6 +122,14 @@ def evaluate_model(
             f"task {chosen.name!r}: {model_name} is a '{own.name}' model; its outputs cannot be scored as {chosen.name}"
         )
     path = resolve_data(data, chosen.name, sim_n=sim_n, sim_size=sim_size)
-    ds = load_dataset(path, chosen.name, split, image_size=image_size, seed=seed, num_classes=max(model.num_classes, 2))
+    ds = load_dataset(
+        path,
+        chosen.name,
+        split,
+        image_size=image_size,
+        seed=seed,
+        num_classes=max(model.num_classes, 2),
+        remove_outliers=model.emzoo_cfg.get("remove_outliers"),  # as the model was trained
+    )
     metrics = score(model, DataLoader(ds, batch_size=batch_size if image_size else 1), chosen)
     return {"task": chosen.name, "split": split, "n": len(ds), **metrics}

@@ -86,8 +86,12 @@ class Trainer:
     # ---------------------------------------------------------------- data
     def _build_data(self) -> None:
         cfg = self.cfg
-        common = dict(
-            image_size=cfg.image_size, seed=cfg.seed, num_classes=max(cfg.num_classes, 2), objective=cfg.objective
+        self.data_args = common = dict(
+            image_size=cfg.image_size,
+            seed=cfg.seed,
+            num_classes=max(cfg.num_classes, 2),
+            objective=cfg.objective,
+            remove_outliers=cfg.remove_outliers,
         )
         self.train_set = load_dataset(self.data_path, cfg.task, "train", **common)
         self.val_set = load_dataset(self.data_path, cfg.task, "val", **common)
@@ -244,6 +248,8 @@ class Trainer:
             metrics_source=f"emzoo {cfg.mode} run in {self.out}",
             train_summary=summary,
             zoo_name=cfg.extra.get("zoo_name"),
+            # what the data pipeline did to the inputs, so predict does the same
+            remove_outliers=bool(getattr(getattr(self.train_set, "recipe", None), "remove_outliers", False)),
         )
 
     # ---------------------------------------------------------------- loop
@@ -369,15 +375,7 @@ class Trainer:
         acc.wait_for_everyone()
         test_metrics: dict[str, float] = {}
         try:
-            test_set = load_dataset(
-                self.data_path,
-                cfg.task,
-                "test",
-                image_size=cfg.image_size,
-                seed=cfg.seed,
-                num_classes=max(cfg.num_classes, 2),
-                objective=cfg.objective,
-            )
+            test_set = load_dataset(self.data_path, cfg.task, "test", **self.data_args)
         except EmzooError as e:
             _log.warning("no test split evaluated: %s", e)
             test_set = None

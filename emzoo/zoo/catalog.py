@@ -58,6 +58,10 @@ class Recipe:
     subset: str | None = None  # the corpus folder it trains on (emzoo data corpus)
     corpus: tuple[tuple[str, object], ...] = (("version", 1),)  # default_corpus parameters
     modality: str = "EM"
+    # x-ray hits and hot pixels replaced by the local median before normalisation, in training and
+    # in predict: a spike inflates the image's std, so the same specimen reaches the network at a
+    # contrast that depends on how many spikes the frame caught
+    remove_outliers: bool = False
 
 
 # Default corruption strengths (the paper names the corruptions but not their strengths).
@@ -126,7 +130,9 @@ def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs
     """A recipe of the shipped CPU build: batch 8 of 128^2 crops, a step budget."""
     settings = dict(epochs=1, batch_size=8, image_size=128, max_steps=2000, loss="L1 + L2")
     if get_task(task).segmentation:  # built before the prior head existed: they kept the pretext head
-        settings.update(loss="binary cross-entropy", augmentation=SEG_AUGMENTATION, prior_head=False)
+        settings.update(
+            loss="binary cross-entropy", augmentation=SEG_AUGMENTATION, prior_head=False, remove_outliers=True
+        )
     settings.update(kwargs)
     return Recipe(name=name, task=task, data=EMSIM_DATA + data, subset=subset, modality=modality, **settings)
 
