@@ -36,7 +36,7 @@ from emzoo.hub.publish import write_cards
 from emzoo.judge import beats, calibrate, held_out, particle_free_area
 from emzoo.tasks import get_task
 from emzoo.train.config import TrainConfig
-from emzoo.train.run_folder import latest_checkpoint
+from emzoo.train.run_folder import RESULT_FILE, latest_checkpoint
 from emzoo.train.trainer import Trainer
 from emzoo.zoo.catalog import PINS_FILE, RECIPES, SHIPPED_DIR, WARM_STEPS, ZOO, ZooEntry, pinned_sha256
 
@@ -182,11 +182,22 @@ def build_one(
         run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
     if lr is not None:  # another rate is another run
         run_dir = run_dir.with_name(f"{run_dir.name}-lr{lr:g}")
+    run_dir = _unfinished_or_new(run_dir)
     start = time.perf_counter()
     config = train_config(entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger, lr=lr)
     result = Trainer(config).train()
     setup_and_test = time.perf_counter() - start - result["train_seconds"]
     return judge_run(entry, run_dir, result, out, warm, from_pretext, previous_cost, setup_and_test)
+
+
+def _unfinished_or_new(run_dir: Path) -> Path:
+    """The run to resume, or a new folder: a finished run that was not kept (its result written, no
+    checkpoint left) stays as the log's record, and the next run of the same kind takes the next name."""
+    candidate, n = run_dir, 1
+    while (candidate / RESULT_FILE).is_file() and latest_checkpoint(candidate) is None:
+        n += 1
+        candidate = run_dir.with_name(f"{run_dir.name}-{n}")
+    return candidate
 
 
 def _runs_before(previous_cost: dict) -> int:

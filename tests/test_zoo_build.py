@@ -53,6 +53,9 @@ def test_a_challenger_that_loses_leaves_the_shipped_folder(shipped, tmp_path):
     (folder,) = (tmp_path / "runs").iterdir()
     assert folder.name == f"{NAME}-from-{sha256_file(shipped / BASE / 'model.safetensors')[:8]}"
     assert json.loads((folder / "run.json").read_text())["config"]["lr_schedule"] == "cosine"
+    # the same run again: the finished one stays as the log's record, the new one takes the next name
+    zoo_build.build_one(ZOO[NAME], tmp_path / "runs", out=shipped, steps=2, progress=False, from_pretext=True)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [folder.name, f"{folder.name}-2"]
 
 
 def test_a_winning_warm_start_sums_its_cost(shipped, tmp_path, monkeypatch):

@@ -143,6 +143,8 @@ class TrainConfig:
         """What makes two runs the same run (for refusing unrelated output directories)."""
         keys = ("mode", "task", "arch", "model", "data", "seed", "image_size")
         extra = {"objective": self.objective} if self.objective != "supervised" else {}
+        if self.remove_outliers:  # inputs with and without spikes are other runs
+            extra["remove_outliers"] = True
         return {k: getattr(self, k) for k in keys} | extra
 
 
