@@ -153,7 +153,12 @@ def _descr(model: nn.Module, name: str, task: Task, method: str, stage: Path, ax
     ]
     inputs = bio.InputTensorDescr(
         id=in_id,
-        description="EM image, raw counts (any bit depth)",
+        description="EM image, raw counts (any bit depth)"
+        + (  # no BioImage.IO preprocessing replaces spikes: the caller must, as emzoo.predict does
+            ", with x-ray hits and hot pixels replaced by the 3x3 median (emzoo.normalize.remove_outliers)"
+            if cfg.get("remove_outliers")
+            else ""
+        ),
         axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=channels), *space_in],
         test_tensor=bio.FileDescr(source=stage / "test_input.npy"),
         sample_tensor=bio.FileDescr(source=stage / "sample_input.tif"),

@@ -138,6 +138,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         pixel_size=f"{pixel[0]}-{pixel[1]} nm" if pixel else None,
         particle_px=meta.get("particle_px"),
         normalization=meta.get("normalization", "standardize"),
+        remove_outliers=meta.get("remove_outliers", False),
         output=get_task(task).output_text,
         base_model=base_model,
         weights_status=weights_status,
