@@ -14,17 +14,21 @@ from emzoo.errors import ConfigError
 METHODS = ("standardize", "percentile", "none")
 
 
-def remove_outliers(image: np.ndarray, threshold: float = 5.0, size: int = 3) -> np.ndarray:
-    """Replace x-ray hits and hot pixels (further than ``threshold`` robust standard deviations
-    from the local median) by the local median, as in Sytwu et al.'s preprocessing. Float32 out
-    (float64 for float64 in: such values may not fit float32)."""
+def remove_outliers(image: np.ndarray, threshold: float = 5.0, size: int = 3, tail: float = 0.1) -> np.ndarray:
+    """Replace x-ray hits and hot or dead pixels by the local median: pixels further than
+    ``threshold`` robust standard deviations from the local median (as in Sytwu et al.'s
+    preprocessing) that are also among the frame's most extreme (``tail`` percent at either end).
+    Without that second test, the peaks of atom columns one or two pixels wide and the edges of
+    particles in a clean frame count as outliers: up to 17% of a HAADF frame was replaced.
+    Float32 out (float64 for float64 in: such values may not fit float32)."""
     image = image.astype(np.float64 if image.dtype == np.float64 else np.float32, copy=False)  # no uint wrap-around
     median = ndimage.median_filter(image, size=size, mode="reflect")
     residual = image - median
     mad = np.median(np.abs(residual - np.median(residual))) * 1.4826
     if mad == 0:
         mad = float(residual.std()) or 1.0
-    outliers = np.abs(residual) > threshold * mad
+    low, high = np.percentile(image, [tail, 100 - tail])
+    outliers = (np.abs(residual) > threshold * mad) & ((image > high) | (image < low))  # ties: saturated, bounded
     return np.where(outliers, median, image)
 
 
