@@ -117,6 +117,7 @@ def train_config(
     progress: bool = True,
     settle: bool = False,
     lr: float | None = None,
+    keep_spikes: bool = False,
 ) -> TrainConfig:
     recipe = RECIPES[entry.recipe]
     return TrainConfig.from_recipe(
@@ -127,6 +128,7 @@ def train_config(
         max_steps=steps,
         lr=lr,  # None: the recipe's
         prior_head=recipe.prior_head and not warm,  # a warm start keeps its trained head
+        remove_outliers=False if keep_spikes else None,  # None: the recipe's
         lr_schedule="cosine" if settle else "constant",  # a rerun's new schedule settles to 0
         seed=0,
         checkpointing_steps=100,
@@ -153,10 +155,12 @@ def build_one(
     progress: bool = True,
     from_pretext: bool = False,
     lr: float | None = None,
+    keep_spikes: bool = False,
 ) -> dict:
     """Train one checkpoint (resuming its run) and write its shipped folder. ``warm``: continue
     from the shipped weights; ``from_pretext``: fine-tune again from the shipped pretext weights;
-    either keeps the result only if its held-out metric beats the shipped checkpoint's."""
+    either keeps the result only if its held-out metric beats the shipped checkpoint's.
+    ``keep_spikes``: inputs as recorded, where the recipe removes x-ray hits and hot pixels."""
     recipe = RECIPES[entry.recipe]
     corpus = corpus_for(recipe)
     base_folder = None
@@ -182,9 +186,13 @@ def build_one(
         run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
     if lr is not None:  # another rate is another run
         run_dir = run_dir.with_name(f"{run_dir.name}-lr{lr:g}")
+    if keep_spikes := keep_spikes and recipe.remove_outliers:  # other inputs, another run
+        run_dir = run_dir.with_name(f"{run_dir.name}-spikes-kept")
     run_dir = _unfinished_or_new(run_dir)
     start = time.perf_counter()
-    config = train_config(entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger, lr=lr)
+    config = train_config(
+        entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger, lr=lr, keep_spikes=keep_spikes
+    )
     result = Trainer(config).train()
     setup_and_test = time.perf_counter() - start - result["train_seconds"]
     return judge_run(entry, run_dir, result, out, warm, from_pretext, previous_cost, setup_and_test)
@@ -364,6 +372,7 @@ def build(
     steps: int | None = None,
     from_pretext: bool = False,
     lr: float | None = None,
+    keep_spikes: bool = False,
 ) -> list[dict]:
     """Build the shipped checkpoints (all, or ``names``), skipping the finished ones; with
     ``warm_start``, continue each (built) one from its shipped weights for ``steps`` more; with
@@ -384,9 +393,8 @@ def build(
         if warm_start or from_pretext:
             if from_pretext and not entry.base_model and not names:
                 continue  # the pretext checkpoints themselves: nothing to start from
-            record = build_one(
-                entry, runs, warm=warm_start, steps=steps, progress=progress, from_pretext=from_pretext, lr=lr
-            )
+            options = dict(warm=warm_start, steps=steps, from_pretext=from_pretext, lr=lr, keep_spikes=keep_spikes)
+            record = build_one(entry, runs, progress=progress, **options)
             if record.get("kept"):
                 _pin(record["name"], record["sha256"])
                 refresh_config(entry)

@@ -56,6 +56,13 @@ def test_a_challenger_that_loses_leaves_the_shipped_folder(shipped, tmp_path):
     # the same run again: the finished one stays as the log's record, the new one takes the next name
     zoo_build.build_one(ZOO[NAME], tmp_path / "runs", out=shipped, steps=2, progress=False, from_pretext=True)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [folder.name, f"{folder.name}-2"]
+    # the recipe replaces spikes; --keep-spikes trains on the inputs as recorded, in a run of its own
+    zoo_build.build_one(
+        ZOO[NAME], tmp_path / "runs", out=shipped, steps=2, progress=False, from_pretext=True, keep_spikes=True
+    )
+    configs = {p.name: json.loads((p / "run.json").read_text())["config"] for p in (tmp_path / "runs").iterdir()}
+    assert configs[folder.name]["remove_outliers"] is True
+    assert configs[f"{folder.name}-spikes-kept"]["remove_outliers"] is False
 
 
 def test_a_winning_warm_start_sums_its_cost(shipped, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ def _cmd_build(args: argparse.Namespace) -> None:
         steps=args.steps,
         from_pretext=args.from_pretext,
         lr=args.lr,
+        keep_spikes=args.keep_spikes,
     )
     print(json.dumps(done, indent=2))
 
@@ -49,6 +50,11 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--lr", type=float, help="learning rate of a warm start or --from-pretext run (default: the recipe's)"
+    )
+    p.add_argument(
+        "--keep-spikes",
+        action="store_true",
+        help="train on inputs as recorded where the recipe replaces x-ray hits and hot pixels (a run of its own)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)
