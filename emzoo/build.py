@@ -129,6 +129,7 @@ def train_config(
         lr=lr,  # None: the recipe's
         prior_head=recipe.prior_head and not warm,  # a warm start keeps its trained head
         remove_outliers=False if keep_spikes else None,  # None: the recipe's
+        despike_prob=0.0 if keep_spikes else None,
         lr_schedule="cosine" if settle else "constant",  # a rerun's new schedule settles to 0
         seed=0,
         checkpointing_steps=100,
@@ -160,7 +161,7 @@ def build_one(
     """Train one checkpoint (resuming its run) and write its shipped folder. ``warm``: continue
     from the shipped weights; ``from_pretext``: fine-tune again from the shipped pretext weights;
     either keeps the result only if its held-out metric beats the shipped checkpoint's.
-    ``keep_spikes``: inputs as recorded, where the recipe removes x-ray hits and hot pixels."""
+    ``keep_spikes``: inputs as recorded, where the recipe replaces x-ray hits and hot pixels."""
     recipe = RECIPES[entry.recipe]
     corpus = corpus_for(recipe)
     base_folder = None
@@ -186,7 +187,7 @@ def build_one(
         run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
     if lr is not None:  # another rate is another run
         run_dir = run_dir.with_name(f"{run_dir.name}-lr{lr:g}")
-    if keep_spikes := keep_spikes and recipe.remove_outliers:  # other inputs, another run
+    if keep_spikes := keep_spikes and (recipe.remove_outliers or recipe.despike_prob):  # another run
         run_dir = run_dir.with_name(f"{run_dir.name}-spikes-kept")
     run_dir = _unfinished_or_new(run_dir)
     start = time.perf_counter()

@@ -13,6 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from emzoo import io
 from emzoo.hub import load, save_pretrained
 from emzoo.inference.predictor import Predictor
+from emzoo.normalize import remove_outliers
 from emzoo.tasks import get_task
 from emzoo.train.evaluation import calibrate_threshold, evaluate_model
 from emzoo.zoo.catalog import RECIPES, ZooEntry
@@ -78,13 +79,20 @@ def whole_images(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The model's logits and the true mask of every whole image of a split (or only of its
     particle-free ones), at the file's own scale, as a microscopist runs it: the training crops
-    hardly see whole particles, image borders or bare lattices."""
+    hardly see whole particles, image borders or bare lattices. Each image counts twice, as
+    recorded and with its x-ray hits and hot pixels replaced, as the user's software may have done:
+    a model must hold on both."""
     predictor = Predictor(model, output="logits")
     masks = [(m, io.read(m)[0] > 0) for m in sorted((subset / split / "masks").glob("*.png"))]
-    return [
-        (predictor(io.read(subset / split / "images" / f"{m.stem}.tif")[0], None, scale=1.0), truth)
+    images = (
+        (io.read(subset / split / "images" / f"{m.stem}.tif")[0], truth)
         for m, truth in masks
         if not (particle_free_only and truth.any())
+    )
+    return [
+        (predictor(version, None, scale=1.0), truth)
+        for image, truth in images
+        for version in (image, remove_outliers(image))
     ]
 
 

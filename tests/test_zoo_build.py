@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 
+import emzoo
 import emzoo.build as zoo_build
 import emzoo.judge as judge
 from emzoo.data.corpus import build_corpus
@@ -56,13 +57,17 @@ def test_a_challenger_that_loses_leaves_the_shipped_folder(shipped, tmp_path):
     # the same run again: the finished one stays as the log's record, the new one takes the next name
     zoo_build.build_one(ZOO[NAME], tmp_path / "runs", out=shipped, steps=2, progress=False, from_pretext=True)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [folder.name, f"{folder.name}-2"]
-    # the recipe replaces spikes; --keep-spikes trains on the inputs as recorded, in a run of its own
+    # the recipe despikes half its frames; --keep-spikes trains on the inputs as recorded, in a run of its own
     zoo_build.build_one(
         ZOO[NAME], tmp_path / "runs", out=shipped, steps=2, progress=False, from_pretext=True, keep_spikes=True
     )
     configs = {p.name: json.loads((p / "run.json").read_text())["config"] for p in (tmp_path / "runs").iterdir()}
-    assert configs[folder.name]["remove_outliers"] is True
-    assert configs[f"{folder.name}-spikes-kept"]["remove_outliers"] is False
+    assert configs[folder.name]["despike_prob"] == 0.5
+    assert configs[f"{folder.name}-spikes-kept"]["despike_prob"] == 0.0
+    # the judge scores each held-out frame as recorded and with its spikes replaced
+    test_split = zoo_build.corpus_for(None) / "segment" / "tem" / "test"
+    pairs = judge.whole_images(emzoo.load(shipped / NAME), test_split.parent, "test")
+    assert len(pairs) == 2 * len(list((test_split / "masks").glob("*.png")))
 
 
 def test_a_winning_warm_start_sums_its_cost(shipped, tmp_path, monkeypatch):

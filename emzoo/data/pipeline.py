@@ -50,6 +50,7 @@ class SampleRecipe:
     corruption: T.Corruption | None = None
     num_classes: int = 1
     remove_outliers: bool = False
+    despike_prob: float = 0.0  # augmentation: spikes replaced in this share of the frames
     seed: int = 0
 
     def __call__(self, image, target, name, rng) -> dict[str, torch.Tensor]:
@@ -62,7 +63,7 @@ class SampleRecipe:
             raise DataError(f"{name}: {task.name} target {target.shape} is not {scale}x the image {image.shape}")
         size = self.image_size
         in_size = size // scale if size is not None else 0
-        if self.remove_outliers:
+        if self.remove_outliers or (self.augment and self.despike_prob and rng.random() < self.despike_prob):
             image = remove_outliers(image)
         if task.segmentation:
             target = _check_mask(target, name, self.num_classes)
@@ -165,6 +166,7 @@ def load_dataset(
     corruption: T.Corruption | None = None,
     num_classes: int = 1,
     remove_outliers: bool | None = None,
+    despike_prob: float = 0.0,
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -201,6 +203,7 @@ def load_dataset(
         corruption=corruption,
         num_classes=num_classes,
         remove_outliers=(spec.layout == "au-hdf5") if remove_outliers is None else remove_outliers,
+        despike_prob=despike_prob,
         seed=seed,
     )
     if isinstance(spec.source, _HFStream):

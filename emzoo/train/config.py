@@ -44,6 +44,7 @@ class TrainConfig:
     head_lr_scale: float = 1.0  # the learning rate of a newly initialised head, in units of lr
     prior_head: bool = True  # segmentation fine-tunes start a new head at the class prior
     remove_outliers: bool | None = None  # spikes replaced before normalisation (None: the data layout's default)
+    despike_prob: float = 0.0  # augmentation: the share of training frames with their spikes replaced
     betas: tuple[float, float] = (0.5, 0.999)
     l1_lambda: float = 100.0
     num_classes: int = 1
@@ -134,6 +135,7 @@ class TrainConfig:
             ndf=recipe.ndf,
             prior_head=recipe.prior_head,
             remove_outliers=recipe.remove_outliers or None,
+            despike_prob=recipe.despike_prob,
             extra={"zoo_name": entry.name},
         )
         settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -145,6 +147,8 @@ class TrainConfig:
         extra = {"objective": self.objective} if self.objective != "supervised" else {}
         if self.remove_outliers:  # inputs with and without spikes are other runs
             extra["remove_outliers"] = True
+        if self.despike_prob:
+            extra["despike_prob"] = self.despike_prob
         return {k: getattr(self, k) for k in keys} | extra
 
 

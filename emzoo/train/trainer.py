@@ -92,6 +92,7 @@ class Trainer:
             num_classes=max(cfg.num_classes, 2),
             objective=cfg.objective,
             remove_outliers=cfg.remove_outliers,
+            despike_prob=cfg.despike_prob,  # training frames only
         )
         self.train_set = load_dataset(self.data_path, cfg.task, "train", **common)
         self.val_set = load_dataset(self.data_path, cfg.task, "val", **common)
@@ -250,6 +251,7 @@ class Trainer:
             zoo_name=cfg.extra.get("zoo_name"),
             # what the data pipeline did to the inputs, so predict does the same
             remove_outliers=bool(getattr(getattr(self.train_set, "recipe", None), "remove_outliers", False)),
+            despike_prob=cfg.despike_prob,
         )
 
     # ---------------------------------------------------------------- loop
