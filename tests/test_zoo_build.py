@@ -25,7 +25,7 @@ BASE = "unet-2-44-emsim"
 @pytest.fixture
 def shipped(tmp_path, monkeypatch):
     corpus = build_corpus(
-        tmp_path / "corpus", n_train=4, n_val=2, n_test=2, size=128, workers=1, progress=False, version=3,
+        tmp_path / "corpus", n_train=4, n_val=2, n_test=2, size=256, workers=1, progress=False, version=3,
         modalities=("hrtem",),
     )  # fmt: skip
     monkeypatch.setattr(zoo_build, "corpus_for", lambda recipe: corpus)

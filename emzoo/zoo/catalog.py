@@ -131,10 +131,14 @@ WARM_STEPS = {"hrnet": 600, "unet": 2000}  # a warm start's budget per run when 
 
 
 def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs) -> Recipe:
-    """A recipe of the shipped CPU build: batch 8 of 128^2 crops, a step budget."""
+    """A recipe of the shipped CPU build: batch 8 of 128^2 crops, a step budget. Segmentation trains
+    on whole 256^2 frames (batch 4): warm starts on 128^2 crops, where a 424 px receptive field
+    sees mostly zero padding, scored better on 128^2 tiles and worse on whole frames (val Dice
+    0.659 vs 0.625 tiled, 0.597 vs 0.620 whole, U-Net 4/424 HRTEM against its shipped weights)."""
     settings = dict(epochs=1, batch_size=8, image_size=128, max_steps=2000, loss="L1 + L2")
     if get_task(task).segmentation:  # built before the prior head existed: they kept the pretext head
         settings.update(loss="binary cross-entropy", augmentation=SEG_AUGMENTATION, prior_head=False, despike_prob=0.5)
+        settings.update(batch_size=4, image_size=256)
     settings.update(kwargs)
     return Recipe(name=name, task=task, data=EMSIM_DATA + data, subset=subset, modality=modality, **settings)
 
