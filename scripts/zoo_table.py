@@ -21,7 +21,8 @@ def n_params(path) -> int:
 
 print(
     "| Name | Task | Trained on (modality, nm/px) | Parameters | Weights "
-    "| Build's test metrics (held-out corpus: 128^2 crops in standardised units; whole_*: whole 256^2 frames) "
+    "| Build's test metrics (held-out corpus at the build's crop size, 128^2, or 256^2 for segmentation since "
+    "2026-12-01; whole_*: whole 256^2 frames, since then each also despiked) "
     "| Training cost |"
 )
 print("|---|---|---|---|---|---|---|")
