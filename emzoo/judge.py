@@ -78,8 +78,8 @@ def whole_images(
     model, subset: Path, split: str, particle_free_only: bool = False
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The model's logits and the true mask of every whole image of a split (or only of its
-    particle-free ones), at the file's own scale, as a microscopist runs it: the training crops
-    hardly see whole particles, image borders or bare lattices. Each image counts twice, as
+    particle-free ones), at the file's own scale, as a microscopist runs it (the Predictor's
+    mirrored borders, not the training window's zero padding). Each image counts twice, as
     recorded and with its x-ray hits and hot pixels replaced, as the user's software may have done:
     a model must hold on both."""
     predictor = Predictor(model, output="logits")
