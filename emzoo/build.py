@@ -187,7 +187,7 @@ def build_one(
         run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
     if lr is not None:  # another rate is another run
         run_dir = run_dir.with_name(f"{run_dir.name}-lr{lr:g}")
-    if keep_spikes := keep_spikes and (recipe.remove_outliers or recipe.despike_prob):  # another run
+    if keep_spikes := keep_spikes and bool(recipe.despike_prob):  # other inputs, another run
         run_dir = run_dir.with_name(f"{run_dir.name}-spikes-kept")
     run_dir = _unfinished_or_new(run_dir)
     start = time.perf_counter()

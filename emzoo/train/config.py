@@ -134,7 +134,6 @@ class TrainConfig:
             l1_lambda=recipe.l1_lambda or 100.0,
             ndf=recipe.ndf,
             prior_head=recipe.prior_head,
-            remove_outliers=recipe.remove_outliers or None,
             despike_prob=recipe.despike_prob,
             extra={"zoo_name": entry.name},
         )

@@ -58,13 +58,10 @@ class Recipe:
     subset: str | None = None  # the corpus folder it trains on (emzoo data corpus)
     corpus: tuple[tuple[str, object], ...] = (("version", 1),)  # default_corpus parameters
     modality: str = "EM"
-    # x-ray hits and hot pixels replaced by the local median before normalisation, in training and
-    # in predict: a spike inflates the image's std, so the same specimen reaches the network at a
-    # contrast that depends on how many spikes the frame caught
-    remove_outliers: bool = False
-    # the share of training frames whose spikes are replaced first (segmentation): a user's software
-    # may have removed them or not, and a model trained on one kind called up to 3.9% of the other
-    # kind's bare lattices particle (scripts/bench_segment.py, spike-free rows)
+    # the share of training frames whose x-ray hits and hot pixels are replaced first (segmentation):
+    # a spike inflates the frame's std, a user's software may have removed them or not, and a model
+    # trained on one kind called up to 3.9% of the other kind's bare lattices particle
+    # (scripts/bench_segment.py, spike-free rows)
     despike_prob: float = 0.0
 
 
@@ -137,8 +134,14 @@ def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs
     0.659 vs 0.625 tiled, 0.597 vs 0.620 whole, U-Net 4/424 HRTEM against its shipped weights)."""
     settings = dict(epochs=1, batch_size=8, image_size=128, max_steps=2000, loss="L1 + L2")
     if get_task(task).segmentation:  # built before the prior head existed: they kept the pretext head
-        settings.update(loss="binary cross-entropy", augmentation=SEG_AUGMENTATION, prior_head=False, despike_prob=0.5)
-        settings.update(batch_size=4, image_size=256)
+        settings.update(
+            loss="binary cross-entropy",
+            augmentation=SEG_AUGMENTATION,
+            prior_head=False,
+            despike_prob=0.5,
+            batch_size=4,
+            image_size=256,
+        )
     settings.update(kwargs)
     return Recipe(name=name, task=task, data=EMSIM_DATA + data, subset=subset, modality=modality, **settings)
 
