@@ -52,3 +52,13 @@ def test_evaluate_command_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "dice" in json.loads(proc.stdout)
     assert Path(data).is_dir()
+
+
+def test_restoration_trains_on_the_whole_frames_it_is_judged_on():
+    """The corpus' restore frames are 256^2 and the build judges whole frames: denoising and
+    background removal train on them (on 128^2 crops the crops' PSNR rose while the whole frames'
+    fell); super-resolution, whose network runs at 2x, still trains on crops."""
+    for task in ("denoise", "bg-removal"):
+        cfg = TrainConfig.from_recipe(f"unet-4-424-emsim-{task}", data="d", output_dir="x")
+        assert (cfg.image_size, cfg.batch_size) == (256, 4), task
+    assert TrainConfig.from_recipe("unet-4-424-emsim-super-res", data="d", output_dir="x").image_size == 128
