@@ -11,7 +11,9 @@ segmentation model runs through ``emzoo.predict`` as a user would:
 - ``withheld``: no pixel size, ``scale="auto"`` (the model picks its working scale from the image);
 - ``native``: no pixel size, ``scale=1`` (what a model without a scale choice does);
 - ``spike-free``: as ``known``, on the frame with its x-ray hits and hot pixels replaced by the local
-  median (what a scanning detector or a cleaned camera frame gives: most real micrographs).
+  median (what a scanning detector or a cleaned camera frame gives: most real micrographs);
+- ``zero-pad``: as ``known``, with the network's own zero padding at the image border instead of the
+  mirrored context ``predict`` adds (``--zero-pad``: the border strip's alternative).
 
 Per particle-size bin (the image's mean true particle diameter: 1-3, 3-10, 10-30, 30-60 nm) and per
 modality: pixel-pooled Dice, particle count error and mean equivalent-diameter error
@@ -48,12 +50,13 @@ from emzoo.zoo import RECIPES, ZOO
 
 BINS = ((1, 3), (3, 10), (10, 30), (30, 60))
 BORDER = 32
-# mode: (scale, pixel size known, spikes removed from the input)
+# mode: (scale, pixel size known, spikes removed from the input, mirrored border context)
 MODES = {
-    "known": ("auto", True, False),
-    "withheld": ("auto", False, False),
-    "native": (1.0, False, False),
-    "spike-free": ("auto", True, True),
+    "known": ("auto", True, False, True),
+    "withheld": ("auto", False, False, True),
+    "native": (1.0, False, False, True),
+    "spike-free": ("auto", True, True, True),
+    "zero-pad": ("auto", True, False, False),
 }
 
 
@@ -134,9 +137,10 @@ def large_scenes(group: str, n: int) -> list[dict]:
     return [dict(r) for r in _LARGE[group]]
 
 
-def bench_model(name: str, limit: int | None, n_large: int = 0) -> dict:
+def bench_model(name: str, limit: int | None, n_large: int = 0, zero_pad: bool = False) -> dict:
     model = emzoo.load(name)
-    predictor = Predictor(model)
+    predictors = {mirror: Predictor(model, mirror_border=mirror) for mirror in (True, False)}
+    modes = {m: v for m, v in MODES.items() if zero_pad or m != "zero-pad"}
     corpus = corpus_for(RECIPES[ZOO[name].recipe])
     group = "tem" if "hrtem" in name else "stem"
     folder = corpus / "segment" / group / "test"
@@ -155,7 +159,8 @@ def bench_model(name: str, limit: int | None, n_large: int = 0) -> dict:
             image, truth = io.read(image_path)[0], io.read(truth_path)[0].astype(int)
         pixel = r["pixel_size_nm"]
         diameters = seen_diameters_nm(r)
-        for mode, (scale, known, despiked) in MODES.items():
+        for mode, (scale, known, despiked, mirror) in modes.items():
+            predictor = predictors[mirror]
             prob = predictor(remove_outliers(image) if despiked else image, pixel if known else None, scale=scale)
             found = analyze_particles(prob, pixel)
             mask = found.labels > 0
@@ -254,10 +259,11 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=4, help="extra 1024^2 STEM scenes with large particles")
     parser.add_argument("--out", type=Path, default=Path("docs/bench_segment.json"))
     parser.add_argument("--append", action="store_true", help="keep the other models already in --out")
+    parser.add_argument("--zero-pad", action="store_true", help="also run with zero padding at the border")
     args = parser.parse_args()
     names = args.models or [n for n, e in sorted(ZOO.items()) if e.shipped_folder is not None and e.task == "segment"]
     start = time.perf_counter()
-    models = [bench_model(name, args.limit, args.large) for name in names]
+    models = [bench_model(name, args.limit, args.large, args.zero_pad) for name in names]
     seconds = time.perf_counter() - start
     if args.append and args.out.is_file():
         before = json.loads(args.out.read_text())

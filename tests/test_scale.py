@@ -178,3 +178,26 @@ def test_border_strip_is_as_clean_as_the_interior(seg):
             assert dice(mask & strip, truth & strip) >= 0.9  # particles cut by the border are found
             assert (mask & ~truth & ~strip).sum() / (~truth & ~strip).sum() < 0.005
     assert rates[True] < 0.005 and rates[True] <= rates[False]
+
+
+def test_predict_cli_border_choice_reaches_the_network(seg, tmp_path):
+    """``emzoo predict --border zero`` gives what ``Predictor(mirror_border=False)`` gives, which
+    differs from the mirrored default near the edge."""
+    import subprocess
+    import sys
+
+    from emzoo import io
+
+    image, _ = haadf_scene((160, 160), [(0, 80), (100, 120)], [20, 15], seed=1)
+    io.write(tmp_path / "in" / "scene.tif", image)
+    cmd = [sys.executable, "-m", "emzoo", "predict", str(tmp_path / "in"), "--model", SEG, "--quiet"]
+    results = {}
+    for border in ("mirror", "zero"):
+        out = tmp_path / border
+        args = ["--output-dir", str(out), "--border", border, "--precision", "float32", "--scale", "1"]
+        proc = subprocess.run([*cmd, *args], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        results[border] = io.read(out / "scene.tif")[0]
+        reference = Predictor(seg, mirror_border=border == "mirror")(image, scale=1.0)
+        np.testing.assert_allclose(results[border], reference, atol=1e-5)
+    assert not np.allclose(results["mirror"], results["zero"], atol=1e-3)

@@ -45,6 +45,7 @@ def _cmd_predict(args) -> None:
         engine=args.engine,
         precision=args.precision,
         scale=options.scale,
+        mirror_border=args.border == "mirror",
     )  # checks every argument before any image is read
     report = predict_files(predictor, args.inputs, args.output_dir, options, progress=not args.quiet)
     print(json.dumps(dict(report.to_dict(), precision=predictor.precision), indent=2))
@@ -86,6 +87,13 @@ def add_commands(sub) -> None:
         help="working scale: 'auto' (segmentation: where the particles are the size the model was trained on; "
         "restoration: the pixel size brought into the model's range) or a zoom factor (0.5 halves the image); "
         "results always come back at the input's size",
+    )
+    p.add_argument(
+        "--border",
+        default="mirror",
+        choices=("mirror", "zero"),
+        help="context beyond the image edge: mirrored (finds particles cut by the border) or the network's "
+        "zero padding (no false particles along the seam a mirror makes in a lattice; see the README)",
     )
     p.add_argument("--min-area-nm2", type=float, help="smallest particle kept (default: 0.4 nm across)")
     p.add_argument("--exclude-border", action="store_true", help="drop particles cut by the image border")
