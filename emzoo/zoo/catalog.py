@@ -131,6 +131,7 @@ WARM_STEPS = {"hrnet": 600, "unet": 2000}  # a warm start's budget per run when 
 WHOLE_FRAME_RESTORATION = {
     "denoise": dict(image_size=256, batch_size=4),
     "bg-removal": dict(image_size=256, batch_size=4),
+    "super-res": dict(image_size=512, batch_size=2),  # 512^2 targets of 256^2 frames: the same pixels per step
 }
 
 
