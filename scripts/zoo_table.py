@@ -21,8 +21,9 @@ def n_params(path) -> int:
 
 print(
     "| Name | Task | Trained on (modality, nm/px) | Parameters | Weights "
-    "| Build's test metrics (held-out corpus at the build's crop size, 128^2, or 256^2 for segmentation since "
-    "2026-12-01; whole_*: whole 256^2 frames, since then each also despiked) "
+    "| Build's test metrics (held-out corpus at the size of the checkpoint's latest run: 128^2 crops, or the "
+    "whole 256^2 frames segmentation and restoration now train on (super-resolution: their 512^2 targets); "
+    "whole_*: whole 256^2 frames, for segmentation each also despiked) "
     "| Training cost |"
 )
 print("|---|---|---|---|---|---|---|")
