@@ -139,8 +139,8 @@ def large_scenes(group: str, n: int) -> list[dict]:
 
 def bench_model(name: str, limit: int | None, n_large: int = 0, zero_pad: bool = False) -> dict:
     model = emzoo.load(name)
-    predictors = {mirror: Predictor(model, mirror_border=mirror) for mirror in (True, False)}
     modes = {m: v for m, v in MODES.items() if zero_pad or m != "zero-pad"}
+    predictors = {mirror: Predictor(model, mirror_border=mirror) for *_, mirror in modes.values()}
     corpus = corpus_for(RECIPES[ZOO[name].recipe])
     group = "tem" if "hrtem" in name else "stem"
     folder = corpus / "segment" / group / "test"

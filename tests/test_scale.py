@@ -5,12 +5,15 @@ anchors where the particles are of a trained size, implausible pixel sizes are r
 border strip is as clean as the interior."""
 
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
 import emzoo
+from emzoo import io
 from emzoo.inference.predictor import Predictor
 from emzoo.inference.scale import choose_by_particles, pixel_zoom, working_shape
 
@@ -183,11 +186,6 @@ def test_border_strip_is_as_clean_as_the_interior(seg):
 def test_predict_cli_border_choice_reaches_the_network(seg, tmp_path):
     """``emzoo predict --border zero`` gives what ``Predictor(mirror_border=False)`` gives, which
     differs from the mirrored default near the edge."""
-    import subprocess
-    import sys
-
-    from emzoo import io
-
     image, _ = haadf_scene((160, 160), [(0, 80), (100, 120)], [20, 15], seed=1)
     io.write(tmp_path / "in" / "scene.tif", image)
     cmd = [sys.executable, "-m", "emzoo", "predict", str(tmp_path / "in"), "--model", SEG, "--quiet"]
