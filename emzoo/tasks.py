@@ -29,6 +29,7 @@ class Task:
     example: str = "hrtem_au_nanoparticles.tif"  # the bundled image that shows it best
     pipeline_tag: str = "image-to-image"  # the Hub's
     target_folder: str | None = None  # restoration: its target folder in TEMImageNet's layout
+    rerecordable: bool = False  # the target is the input without its noise: a detector can record it again
 
     @property
     def selection(self) -> tuple[str, bool]:
@@ -143,6 +144,7 @@ TASKS: dict[str, Task] = {
             "the denoised image, same size",
             example=_STEM,
             target_folder="noNoise",
+            rerecordable=True,
         ),
         Task(
             "bg-removal",

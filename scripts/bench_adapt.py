@@ -8,7 +8,8 @@ one 1024^2 micrograph. Scored by PSNR / SSIM against the noise-free image (after
 least-squares gain/offset fit of `bench_quality.py`, every method alike):
 
 - the noisy input; the best Gaussian and BM3D (parameters chosen on these test images);
-- the shipped denoiser as it is;
+- the shipped denoiser as it is (``--denoisers``: these zoo names or folders instead, e.g. a build
+  run's candidate; ``--no-adapt``: only them and the baselines, the same noisy images drawn);
 - `emzoo.adapt` n2v on the single noisy images, for `--minutes` on this machine's CPU;
 - with a frame series (the same dose over `--frames` frames): n2n on the frames, and n2v on their
   mean; every method is scored on the series' mean;
@@ -37,7 +38,7 @@ from bench_quality import _mean, classical, psnr_ssim
 import emzoo
 from emzoo.data.corpus import MODALITIES, MODALITY_CYCLE, simulate_sample
 from emzoo.data.noise import realistic_noise
-from emzoo.zoo import RECIPES
+from emzoo.zoo import RECIPES, ZOO
 
 SHIPPED = "unet-4-424-emsim-denoise"
 CURVE_MINUTES = (0.5, 1.0, 2.0, 5.0)
@@ -68,7 +69,7 @@ def bench_modality(modality: str, args, work: Path, rng: np.random.Generator) ->
     singles = [realistic_noise(c, modality, rng)[0] for c in cleans]
     series = [realistic_noise(c, modality, rng, frames=args.frames) for c in cleans]
     means = [s.mean(0) for s in series]
-    shipped = emzoo.load(SHIPPED)
+    denoisers = {name: emzoo.load(name) for name in args.denoisers}
     rows = []
     recordings = [("single", singles)]
     if modality in args.n2n_modalities:
@@ -79,8 +80,11 @@ def bench_modality(modality: str, args, work: Path, rng: np.random.Generator) ->
         rows.append({**base, "method": "noisy input", **score(inputs, cleans)})
         for method, (key, scores) in classical("denoise", pairs, True).items():
             rows.append({**base, "method": method, "parameters": key, **_mean(scores)})
-        shipped_results = [emzoo.predict(shipped, x) for x in inputs]
-        rows.append({**base, "method": f"{SHIPPED} (shipped)", **score(shipped_results, cleans)})
+        for name, model in denoisers.items():
+            label = f"{name} (shipped)" if name in ZOO else name
+            rows.append({**base, "method": label, **score([emzoo.predict(model, x) for x in inputs], cleans)})
+        if args.no_adapt:
+            continue
         tag = f"{modality}-{'single' if recording == 'single' else 'mean'}-n2v"
         quality, cost = adapted_scores(SHIPPED, inputs, inputs, cleans, args.minutes, "n2v", work, tag)
         rows.append({**base, "method": f"adapt n2v, {args.minutes:g} min", **quality, **cost})
@@ -159,6 +163,8 @@ def main() -> None:
     parser.add_argument("--curve-modality", default="hrtem", help="'' to skip the convergence curve")
     parser.add_argument("--n-images", type=int, default=16)
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--denoisers", nargs="+", default=[SHIPPED], help="zoo names or model folders to score")
+    parser.add_argument("--no-adapt", action="store_true", help="only the denoisers and the classical baselines")
     parser.add_argument("--out", type=Path, default=Path("docs/bench_adapt.json"))
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -166,7 +172,7 @@ def main() -> None:
     start = time.perf_counter()
     try:
         rows = [row for modality in args.modalities for row in bench_modality(modality, args, work, rng)]
-        points = curve(args.curve_modality, args, work, rng) if args.curve_modality else []
+        points = curve(args.curve_modality, args, work, rng) if args.curve_modality and not args.no_adapt else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {

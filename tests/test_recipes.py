@@ -6,9 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from emzoo.build import train_config
 from emzoo.cli import build_parser
 from emzoo.cli.train import _resolve
+from emzoo.data.noise import neighbour_correlation
+from emzoo.data.pipeline import SampleRecipe
 from emzoo.train.config import TrainConfig
 from emzoo.zoo import RECIPES, ZOO
 
@@ -61,3 +66,30 @@ def test_restoration_trains_on_the_whole_frames_it_is_judged_on():
     for task, window in (("denoise", (256, 4)), ("bg-removal", (256, 4)), ("super-res", (512, 2))):
         cfg = TrainConfig.from_recipe(f"unet-4-424-emsim-{task}", data="d", output_dir="x")
         assert (cfg.image_size, cfg.batch_size) == window, task
+
+
+def test_denoisers_also_train_on_a_real_detectors_noise():
+    """The denoise recipe re-records half its frames with emzoo.data.noise's detector (the noise
+    `emzoo adapt` is measured on); the input's noise is then neighbour-correlated and the target is
+    in the recording's units. Other tasks' targets are not the input without noise: never re-recorded."""
+    cfg = TrainConfig.from_recipe("unet-4-424-emsim-denoise", data="d", output_dir="x")
+    assert cfg.detector_noise_prob == 0.5 and cfg.identity()["detector_noise_prob"] == 0.5
+    assert not TrainConfig.from_recipe("unet-4-424-emsim-bg-removal", data="d", output_dir="x").detector_noise_prob
+    yy, xx = np.mgrid[:128, :128]
+    clean = (100 + 50 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.float32)
+    noisy = clean + np.random.default_rng(0).normal(0, 1, clean.shape).astype(np.float32)
+    correlations = []
+    for seed in range(6):
+        sample = SampleRecipe("denoise", image_size=128, detector_noise_prob=1.0)(
+            noisy, clean, "x", np.random.default_rng(seed)
+        )
+        noise = (sample["image"] - sample["target"])[0].numpy()
+        correlations.append(max(neighbour_correlation(noise), key=abs))
+        assert np.corrcoef(sample["target"].flatten(), sample["image"].flatten())[0, 1] > 0.3  # one scene
+    assert min(correlations) > 0.3  # charge sharing along one axis (the frame may be rotated)
+    kept = SampleRecipe("denoise", image_size=128, detector_noise_prob=0.0)(noisy, clean, "x", np.random.default_rng(0))
+    assert abs(neighbour_correlation((kept["image"] - kept["target"])[0].numpy())[1]) < 0.1  # the corpus' own input
+    bg = SampleRecipe("bg-removal", image_size=128, detector_noise_prob=1.0)(
+        noisy, clean, "x", np.random.default_rng(0)
+    )
+    assert torch.equal(bg["image"], kept["image"])

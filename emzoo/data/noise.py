@@ -22,23 +22,32 @@ def _neighbour_sum(counts: np.ndarray) -> np.ndarray:
     return 0.5 * (counts + np.roll(counts, -1, axis=-1))
 
 
+def expected_counts(clean: np.ndarray, dose: float) -> np.ndarray:
+    """The mean counts per pixel a detector records of ``clean`` at ``dose`` (mean counts per
+    pixel): contrast kept, no zero counts. The noise-free target in the recording's units."""
+    lo, hi = np.percentile(clean, [0.5, 99.5])
+    signal = 0.1 + 0.9 * np.clip((clean - lo) / max(hi - lo, 1e-12), 0, 1)
+    return signal / signal.mean() * dose
+
+
+def record(expected: np.ndarray, modality: str, rng: np.random.Generator) -> np.ndarray:
+    """One noisy recording of ``expected`` counts: Poisson, read noise, the neighbour correlation
+    and (STEM) a random offset per scan line."""
+    counts = rng.poisson(expected).astype(np.float32) + rng.normal(0, READ_NOISE, expected.shape)
+    counts = _neighbour_sum(counts)  # charge sharing (camera) or detector bandwidth (STEM fast axis)
+    if modality in STEM:
+        counts += rng.normal(0, LINE_NOISE * float(expected.mean()), (counts.shape[0], 1))
+    return counts.astype(np.float32)
+
+
 def realistic_noise(
     clean: np.ndarray, modality: str, rng: np.random.Generator, frames: int = 1, dose: float | None = None
 ) -> np.ndarray:
     """``frames`` noisy recordings (frames, H, W) of ``clean`` in counts; their sum holds the dose
     (mean counts per pixel over the whole series)."""
     dose = DOSE.get(modality, 10.0) if dose is None else dose
-    lo, hi = np.percentile(clean, [0.5, 99.5])
-    signal = 0.1 + 0.9 * np.clip((clean - lo) / max(hi - lo, 1e-12), 0, 1)  # contrast kept, no zero counts
-    expected = signal / signal.mean() * dose / frames
-    out = []
-    for _ in range(frames):
-        counts = rng.poisson(expected).astype(np.float32) + rng.normal(0, READ_NOISE, expected.shape)
-        counts = _neighbour_sum(counts)  # charge sharing (camera) or detector bandwidth (STEM fast axis)
-        if modality in STEM:
-            counts += rng.normal(0, LINE_NOISE * dose / frames, (counts.shape[0], 1))
-        out.append(counts.astype(np.float32))
-    return np.stack(out)
+    expected = expected_counts(clean, dose / frames)
+    return np.stack([record(expected, modality, rng) for _ in range(frames)])
 
 
 def neighbour_correlation(noise: np.ndarray) -> tuple[float, float]:

@@ -51,6 +51,7 @@ class SampleRecipe:
     num_classes: int = 1
     remove_outliers: bool = False
     despike_prob: float = 0.0  # augmentation: spikes replaced in this share of the frames
+    detector_noise_prob: float = 0.0  # augmentation (denoising): frames recorded again, see detector_recording
     seed: int = 0
 
     def __call__(self, image, target, name, rng) -> dict[str, torch.Tensor]:
@@ -65,6 +66,8 @@ class SampleRecipe:
         in_size = size // scale if size is not None else 0
         if self.remove_outliers or (self.augment and self.despike_prob and rng.random() < self.despike_prob):
             image = remove_outliers(image)
+        if task.rerecordable and self.augment and self.detector_noise_prob and rng.random() < self.detector_noise_prob:
+            image, target = T.detector_recording(target, rng)
         if task.segmentation:
             target = _check_mask(target, name, self.num_classes)
             if self.augment:
@@ -167,6 +170,7 @@ def load_dataset(
     num_classes: int = 1,
     remove_outliers: bool | None = None,
     despike_prob: float = 0.0,
+    detector_noise_prob: float = 0.0,
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -204,6 +208,7 @@ def load_dataset(
         num_classes=num_classes,
         remove_outliers=(spec.layout == "au-hdf5") if remove_outliers is None else remove_outliers,
         despike_prob=despike_prob,
+        detector_noise_prob=detector_noise_prob,
         seed=seed,
     )
     if isinstance(spec.source, _HFStream):

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from emzoo.data.noise import expected_counts, record
 from emzoo.zoo import DEFAULT_CORRUPTION
+
+DETECTOR_DOSE = (2.0, 100.0)  # mean counts per pixel, drawn log-uniformly: low-dose to a well-exposed frame
 
 
 @dataclass(frozen=True)
@@ -78,3 +81,11 @@ def random_rescale(
 
 def add_noise(image: np.ndarray, rng: np.random.Generator, std_range=(0.0, 0.2)) -> np.ndarray:
     return (image + rng.normal(0.0, rng.uniform(*std_range), size=image.shape)).astype(np.float32)
+
+
+def detector_recording(clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``clean`` recorded again by a real detector (:mod:`emzoo.data.noise`: a camera's or a
+    scan's correlated noise, at a random dose): the noisy input and its target in the same counts."""
+    expected = expected_counts(clean, float(np.exp(rng.uniform(*np.log(DETECTOR_DOSE)))))
+    detector = "hrtem" if rng.random() < 0.5 else "haadf"  # charge sharing, or scan lines as well
+    return record(expected, detector, rng), expected.astype(np.float32)

@@ -45,6 +45,7 @@ class TrainConfig:
     prior_head: bool = True  # segmentation fine-tunes start a new head at the class prior
     remove_outliers: bool | None = None  # spikes replaced before normalisation (None: the data layout's default)
     despike_prob: float = 0.0  # augmentation: the share of training frames with their spikes replaced
+    detector_noise_prob: float = 0.0  # denoising: the share of frames recorded again with a detector's noise
     betas: tuple[float, float] = (0.5, 0.999)
     l1_lambda: float = 100.0
     num_classes: int = 1
@@ -135,6 +136,7 @@ class TrainConfig:
             ndf=recipe.ndf,
             prior_head=recipe.prior_head,
             despike_prob=recipe.despike_prob,
+            detector_noise_prob=recipe.detector_noise_prob,
             extra={"zoo_name": entry.name},
         )
         settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -146,8 +148,9 @@ class TrainConfig:
         extra = {"objective": self.objective} if self.objective != "supervised" else {}
         if self.remove_outliers:  # inputs with and without spikes are other runs
             extra["remove_outliers"] = True
-        if self.despike_prob:
-            extra["despike_prob"] = self.despike_prob
+        for name in ("despike_prob", "detector_noise_prob"):
+            if getattr(self, name):
+                extra[name] = getattr(self, name)
         return {k: getattr(self, k) for k in keys} | extra
 
 

@@ -93,6 +93,7 @@ class Trainer:
             objective=cfg.objective,
             remove_outliers=cfg.remove_outliers,
             despike_prob=cfg.despike_prob,  # training frames only
+            detector_noise_prob=cfg.detector_noise_prob,
         )
         self.train_set = load_dataset(self.data_path, cfg.task, "train", **common)
         self.val_set = load_dataset(self.data_path, cfg.task, "val", **common)
@@ -185,8 +186,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- steps
     def _gan_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Pix2Pix: D on (input, target) vs (input, G(input).detach()), then G against a frozen D
-        with LSGAN + lambda * L1."""
+        """Pix2Pix: D on (input, target) vs (input, G(input).detach()), then G vs a frozen D (LSGAN + lambda*L1)."""
         acc, d_plain = self.accelerator, self.accelerator.unwrap_model(self.d)
         with acc.autocast():
             fake = self.forward_g(x)
@@ -252,6 +252,7 @@ class Trainer:
             # what the data pipeline did to the inputs, so predict does the same
             remove_outliers=bool(getattr(getattr(self.train_set, "recipe", None), "remove_outliers", False)),
             despike_prob=cfg.despike_prob,
+            detector_noise_prob=cfg.detector_noise_prob or None,
         )
 
     # ---------------------------------------------------------------- loop

@@ -63,6 +63,10 @@ class Recipe:
     # trained on one kind called up to 3.9% of the other kind's bare lattices particle
     # (scripts/bench_segment.py, spike-free rows)
     despike_prob: float = 0.0
+    # the share of training frames (denoising) whose input is recorded again from the noise-free
+    # target with a real detector's noise (emzoo.data.noise: the noise `emzoo adapt` is measured
+    # on): neighbour-correlated counts and scan-line offsets, which the corpus' recordings lack
+    detector_noise_prob: float = 0.0
 
 
 # Default corruption strengths (the paper names the corruptions but not their strengths).
@@ -133,6 +137,10 @@ WHOLE_FRAME_RESTORATION = {
     "bg-removal": dict(image_size=256, batch_size=4),
     "super-res": dict(image_size=512, batch_size=2),  # 512^2 targets of 256^2 frames: the same pixels per step
 }
+# denoisers also learn the correlated noise real detectors make (half the frames recorded again,
+# Recipe.detector_noise_prob): trained on the corpus' recordings only, the shipped U-Net lost to a
+# tuned Gaussian by 0.4-1.5 dB on it (scripts/bench_adapt.py) and barely denoised resampled frames
+DETECTOR_NOISE = {"denoise": dict(detector_noise_prob=0.5)}
 
 
 def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs) -> Recipe:
@@ -197,6 +205,7 @@ EMSIM_RECIPES = (
             "HRTEM, HAADF/ADF/ABF/BF-STEM",
             augmentation=("random-crop", "flip", "rot90"),
             **WHOLE_FRAME_RESTORATION.get(task, {}),
+            **DETECTOR_NOISE.get(task, {}),
         )
         for task in RESTORATION_TASKS
     ),
