@@ -13,7 +13,9 @@ segmentation model runs through ``emzoo.predict`` as a user would:
 - ``spike-free``: as ``known``, on the frame with its x-ray hits and hot pixels replaced by the local
   median (what a scanning detector or a cleaned camera frame gives: most real micrographs);
 - ``zero-pad``: as ``known``, with the network's own zero padding at the image border instead of the
-  mirrored context ``predict`` adds (``--zero-pad``: the border strip's alternative).
+  mirrored context ``predict`` adds (``--zero-pad``: the border strip's alternative);
+- ``as-is``: as ``known``, with ``polarity="as-is"``: images whose particles have the other contrast
+  than the model's (the corpus records 15% with an inverted lookup table) are not inverted first.
 
 Per particle-size bin (the image's mean true particle diameter: 1-3, 3-10, 10-30, 30-60 nm) and per
 modality: pixel-pooled Dice, particle count error and mean equivalent-diameter error
@@ -50,13 +52,14 @@ from emzoo.zoo import RECIPES, ZOO
 
 BINS = ((1, 3), (3, 10), (10, 30), (30, 60))
 BORDER = 32
-# mode: (scale, pixel size known, spikes removed from the input, mirrored border context)
+# mode: (scale, pixel size known, spikes removed from the input, mirrored border context, polarity)
 MODES = {
-    "known": ("auto", True, False, True),
-    "withheld": ("auto", False, False, True),
-    "native": (1.0, False, False, True),
-    "spike-free": ("auto", True, True, True),
-    "zero-pad": ("auto", True, False, False),
+    "known": ("auto", True, False, True, "auto"),
+    "withheld": ("auto", False, False, True, "auto"),
+    "native": (1.0, False, False, True, "auto"),
+    "spike-free": ("auto", True, True, True, "auto"),
+    "zero-pad": ("auto", True, False, False, "auto"),
+    "as-is": ("auto", True, False, True, "as-is"),
 }
 
 
@@ -140,7 +143,10 @@ def large_scenes(group: str, n: int) -> list[dict]:
 def bench_model(name: str, limit: int | None, n_large: int = 0, zero_pad: bool = False) -> dict:
     model = emzoo.load(name)
     modes = {m: v for m, v in MODES.items() if zero_pad or m != "zero-pad"}
-    predictors = {mirror: Predictor(model, mirror_border=mirror) for *_, mirror in modes.values()}
+    predictors = {
+        (mirror, polarity): Predictor(model, mirror_border=mirror, polarity=polarity)
+        for *_, mirror, polarity in modes.values()
+    }
     corpus = corpus_for(RECIPES[ZOO[name].recipe])
     group = "tem" if "hrtem" in name else "stem"
     folder = corpus / "segment" / group / "test"
@@ -159,8 +165,8 @@ def bench_model(name: str, limit: int | None, n_large: int = 0, zero_pad: bool =
             image, truth = io.read(image_path)[0], io.read(truth_path)[0].astype(int)
         pixel = r["pixel_size_nm"]
         diameters = seen_diameters_nm(r)
-        for mode, (scale, known, despiked, mirror) in modes.items():
-            predictor = predictors[mirror]
+        for mode, (scale, known, despiked, mirror, polarity) in modes.items():
+            predictor = predictors[(mirror, polarity)]
             prob = predictor(remove_outliers(image) if despiked else image, pixel if known else None, scale=scale)
             found = analyze_particles(prob, pixel)
             mask = found.labels > 0

@@ -46,6 +46,7 @@ def _cmd_predict(args) -> None:
         precision=args.precision,
         scale=options.scale,
         mirror_border=args.border == "mirror",
+        polarity=args.polarity,
     )  # checks every argument before any image is read
     report = predict_files(predictor, args.inputs, args.output_dir, options, progress=not args.quiet)
     print(json.dumps(dict(report.to_dict(), precision=predictor.precision), indent=2))
@@ -94,6 +95,13 @@ def add_commands(sub) -> None:
         choices=("mirror", "zero"),
         help="context beyond the image edge: mirrored (finds particles cut by the border) or the network's "
         "zero padding (no false particles along the seam a mirror makes in a lattice; see the README)",
+    )
+    p.add_argument(
+        "--polarity",
+        default="auto",
+        choices=("auto", "as-is", "inverted"),
+        help="segmentation: invert an image whose particles have the other contrast than the model's "
+        "(auto: when the image's intensities and the model agree; reported in the summary)",
     )
     p.add_argument("--min-area-nm2", type=float, help="smallest particle kept (default: 0.4 nm across)")
     p.add_argument("--exclude-border", action="store_true", help="drop particles cut by the image border")

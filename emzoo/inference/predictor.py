@@ -16,6 +16,7 @@ from torch import nn
 from emzoo.errors import ConfigError, DataError
 from emzoo.hub import load
 from emzoo.inference.engines import make_engine
+from emzoo.inference.polarity import check_polarity, image_contrast, model_particle_contrast
 from emzoo.inference.scale import (
     ScaleChoice,
     check_pixel_size,
@@ -87,6 +88,7 @@ class Predictor:
         precision: str = "float32",
         scale: float | str = "auto",
         mirror_border: bool = True,
+        polarity: str = "auto",
         on_batch: Callable[[], None] | None = None,
     ) -> None:
         if isinstance(model, str | Path):  # a zoo name, hf-hub:ORG/NAME or a folder, as emzoo.load takes
@@ -120,6 +122,10 @@ class Predictor:
         self.remove_outliers = bool((getattr(model, "emzoo_cfg", None) or {}).get("remove_outliers"))
         self.scale = check_scale(scale)
         self.mirror_border = mirror_border  # False: the network's own zero padding (what exports compute)
+        self.polarity = check_polarity(polarity)
+        if polarity == "inverted" and not self.task.segmentation:
+            raise ConfigError("polarity='inverted': only segmentation models have a particle contrast to match")
+        self.particle_contrast = model_particle_contrast(model) if self.task.segmentation else None
         self.engine = make_engine(model, engine, channels_last, precision)
         self.precision = getattr(self.engine, "precision", "float32")
         # called after every forward pass: a GUI's progress, or its cancel (by raising)
@@ -130,7 +136,8 @@ class Predictor:
     def __call__(self, image: np.ndarray, pixel_size: float | None = None, scale: float | str | None = None):
         """``pixel_size`` (nm/px), when known, keeps the working grid near the model's trained pixel
         sizes; ``scale`` (default: the predictor's) is a zoom factor or ``"auto"``. The choice is
-        kept in ``self.last_scale`` and logged."""
+        kept in ``self.last_scale`` and logged. ``polarity`` (segmentation): see
+        :mod:`emzoo.inference.polarity`."""
         image = check_image_array(image)
         pixel_size = check_pixel_size(pixel_size)
         scale = self.scale if scale is None else check_scale(scale)
@@ -138,6 +145,24 @@ class Predictor:
             image = remove_outliers(image)
         params = norm_params(image, self.normalization)
         x = apply_params(image, params)
+        inverted = self.polarity == "inverted"
+        choice, result = self._at_scale(-x if inverted else x, pixel_size, scale, params)
+        if self.polarity == "auto" and self.particle_contrast not in (None, image_contrast(x)):
+            other = self._at_scale(-x, pixel_size, scale, params)  # the image's contrast says: the other way up
+            if self._foreground(other[1], params).mean() > self._foreground(result, params).mean():
+                (choice, result), inverted = other, True  # and the model agrees: it finds more particle there
+        if self.task.segmentation:
+            choice.polarity = "inverted" if inverted else "as-is"
+        if pixel_size:
+            choice.working_pixel_size_nm = pixel_size / choice.zoom
+        self.last_scale = choice
+        _log.info("%s", choice.describe())
+        scale_out = self.task.output_scale
+        result = resample(result, (scale_out * x.shape[0], scale_out * x.shape[1]))
+        return self.task.finish(result, self.output, params)
+
+    def _at_scale(self, x: np.ndarray, pixel_size: float | None, scale, params) -> tuple[ScaleChoice, np.ndarray]:
+        """The working scale for ``x`` and the network's raw output there."""
         computed: dict[float, np.ndarray] = {}
         if scale != "auto":
             choice = ScaleChoice(float(scale), "given")
@@ -146,24 +171,20 @@ class Predictor:
         else:
             zoom = pixel_zoom(self.model, pixel_size)
             choice = ScaleChoice(zoom, "pixel-size" if pixel_size else "native")
-        if pixel_size:
-            choice.working_pixel_size_nm = pixel_size / choice.zoom
-        self.last_scale = choice
-        _log.info("%s", choice.describe())
         result = computed.get(choice.zoom)
-        if result is None:
-            result = self._forward(x, choice.zoom)
-        scale_out = self.task.output_scale
-        result = resample(result, (scale_out * x.shape[0], scale_out * x.shape[1]))
-        return self.task.finish(result, self.output, params)
+        return choice, self._forward(x, choice.zoom) if result is None else result
+
+    def _foreground(self, raw: np.ndarray, params) -> np.ndarray:
+        """A segmentation's foreground probability from the network's raw output."""
+        prob = self.task.finish(raw, "probability", params)
+        return prob if prob.ndim == 2 else 1.0 - prob[0]
 
     def _choose_by_particles(self, x: np.ndarray, pixel_size: float | None, params) -> tuple[ScaleChoice, dict]:
         raw: dict[float, np.ndarray] = {}
 
         def foreground(zoom: float) -> np.ndarray:
             raw[zoom] = self._forward(x, zoom)
-            prob = self.task.finish(raw[zoom], "probability", params)
-            return prob if prob.ndim == 2 else 1.0 - prob[0]
+            return self._foreground(raw[zoom], params)
 
         particle_px = model_particle_range(self.model)
         zoom, _, table = choose_by_particles(
@@ -217,6 +238,7 @@ def predict(
     pixel_size: float | None = None,
     precision: str = "float32",
     scale: float | str = "auto",
+    polarity: str = "auto",
 ) -> np.ndarray:
     """Run ``model`` over a 2-D image of any size; numpy in, numpy out.
 
@@ -232,6 +254,9 @@ def predict(
     was trained on, found by a coarse-to-fine ladder of cheap passes; restoration: the pixel size
     brought into the trained range) or a zoom factor (0.25: run at a quarter of the resolution).
     The result is always on the input's grid; the choice is logged (``emzoo.predict``).
+    ``polarity`` (segmentation): ``"auto"`` inverts an image whose particles have the other contrast
+    than the model's (an inverted export, a BF-STEM image for a HAADF model), ``"as-is"`` never,
+    ``"inverted"`` always (see :mod:`emzoo.inference.polarity`).
     For many images, build a :class:`Predictor` once instead; its ``last_scale`` says what ran.
     """
     predictor = Predictor(
@@ -246,5 +271,6 @@ def predict(
         engine=engine,
         precision=precision,
         scale=scale,
+        polarity=polarity,
     )
     return predictor(image, pixel_size)

@@ -54,6 +54,7 @@ class ScaleChoice:
     working_pixel_size_nm: float | None = None
     particle_diameter_px: float | None = None  # median particle diameter on the working grid
     candidates: list | None = None  # (zoom, fit, median diameter px) per rung, for auto
+    polarity: str | None = None  # segmentation: "as-is" or "inverted" (emzoo.inference.polarity)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -64,6 +65,8 @@ class ScaleChoice:
             text += f", working pixel size {self.working_pixel_size_nm:.4g} nm"
         if self.particle_diameter_px:
             text += f", particles ~{self.particle_diameter_px:.0f} px across there"
+        if self.polarity == "inverted":
+            text += ", image inverted (its particles have the other contrast than the model's)"
         return text
 
 

@@ -67,6 +67,9 @@ class Recipe:
     # target with a real detector's noise (emzoo.data.noise: the noise `emzoo adapt` is measured
     # on): neighbour-correlated counts and scan-line offsets, which the corpus' recordings lack
     detector_noise_prob: float = 0.0
+    # segmentation: how particles look in its images ("bright", "dark"); predict's polarity="auto"
+    # inverts an image of the other polarity (emzoo.inference.polarity)
+    particle_contrast: str | None = None
 
 
 # Default corruption strengths (the paper names the corruptions but not their strengths).
@@ -103,6 +106,7 @@ RECIPES: dict[str, Recipe] = {
             batch_size=16,
             image_size=448,
             augmentation=("random-crop-512-to-448", "noise", "flip", "rot90", "resize"),
+            particle_contrast="dark",
         ),
         *(
             Recipe(
@@ -187,6 +191,7 @@ EMSIM_RECIPES = (
         "segment/tem",
         "HRTEM",
         corpus=SEGMENT_CORPUS,
+        particle_contrast="dark",  # mass-thickness and absorption: heavier than the support
     ),
     _emsim(
         "emsim-haadf-seg",
@@ -195,6 +200,7 @@ EMSIM_RECIPES = (
         "segment/stem",
         "HAADF/ADF-STEM",
         corpus=SEGMENT_CORPUS,
+        particle_contrast="bright",  # Z-contrast
     ),
     *(
         _emsim(

@@ -1,0 +1,72 @@
+"""Contrast polarity, with the shipped HAADF segmentation model: an image whose particles are dark
+(an inverted export, a BF-STEM image) is inverted before the model sees it, an image the right
+way up is left alone even where its particles fill most of the frame (its intensities then skew
+the other way), and the choice is reported."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import emzoo
+from emzoo import io
+from emzoo.data.corpus import simulate_sample
+from emzoo.data.corpus.constants import SEGMENT_CORPUS_VERSION
+from emzoo.errors import ConfigError
+from emzoo.inference.polarity import image_contrast, model_particle_contrast
+from emzoo.inference.predictor import Predictor
+from tests.test_scale import SEG, dice, haadf_scene
+
+
+@pytest.fixture(scope="module")
+def seg():
+    return emzoo.load(SEG)
+
+
+def corpus_frame(index: int):
+    """A held-out frame of the segmentation corpus (its generator is seeded: the bytes it ships)."""
+    sample = simulate_sample(0, "test", index, 256, version=SEGMENT_CORPUS_VERSION)
+    return sample["image"], sample["instances"] > 0, sample["pixel_size_nm"], sample["params"]["inverted"]
+
+
+def test_an_inverted_frame_is_turned_the_right_way_up(seg):
+    image, truth, pixel, inverted = corpus_frame(49)  # HAADF recorded with an inverted lookup table
+    assert inverted and model_particle_contrast(seg) == "bright" and image_contrast(image) == "dark"
+    assert dice(Predictor(seg, polarity="as-is")(image, pixel) > 0.5, truth) < 0.3  # the failure auto fixes
+    predictor = Predictor(seg)
+    assert dice(predictor(image, pixel) > 0.5, truth) >= 0.9
+    assert predictor.last_scale.polarity == "inverted" and "inverted" in predictor.last_scale.describe()
+
+
+def test_the_right_way_up_is_left_alone_even_where_particles_fill_the_frame(seg):
+    """A frame 80% particle skews dark, but the model finds less in the inverted image: left as it
+    is. An image whose intensities skew the model's way costs no second pass."""
+    image, truth, pixel, inverted = corpus_frame(1)
+    assert not inverted and truth.mean() > 0.7 and image_contrast(image) == "dark"
+    predictor, as_is = Predictor(seg), Predictor(seg, polarity="as-is")
+    np.testing.assert_allclose(predictor(image, pixel), as_is(image, pixel), atol=1e-6)
+    assert predictor.last_scale.polarity == "as-is"
+    scene, _ = haadf_scene((256, 256), [(70, 70), (170, 90), (120, 190)], [16, 20, 18])
+    assert image_contrast(scene) == "bright"
+    calls = []
+    predictor._at_scale = lambda *a, run=predictor._at_scale: calls.append(1) or run(*a)
+    np.testing.assert_allclose(predictor(scene), as_is(scene), atol=1e-6)
+    assert len(calls) == 1 and predictor.last_scale.polarity == "as-is"
+
+
+def test_polarity_is_checked_and_reported_by_the_cli(seg, tmp_path):
+    with pytest.raises(ConfigError, match="polarity"):
+        Predictor(seg, polarity="negative")
+    with pytest.raises(ConfigError, match="only segmentation"):
+        Predictor(emzoo.load("unet-4-424-emsim-denoise"), polarity="inverted")
+    image, _ = haadf_scene((160, 160), [(60, 60), (100, 110)], [18, 15], seed=1)
+    io.write(tmp_path / "in" / "dark.tif", image.max() - image)
+    cmd = [sys.executable, "-m", "emzoo", "predict", str(tmp_path / "in"), "--model", SEG, "--quiet"]
+    for polarity, expected in (("auto", "inverted"), ("as-is", "as-is")):
+        out = tmp_path / polarity
+        proc = subprocess.run([*cmd, "--output-dir", str(out), "--polarity", polarity], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        (scale,) = json.loads(proc.stdout)["scale"].values()
+        assert scale["polarity"] == expected
