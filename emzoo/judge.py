@@ -41,7 +41,7 @@ def held_out(folder: Path, entry: ZooEntry, corpus: Path) -> dict[str, float]:
     if task.segmentation:
         metrics.update(whole_image_scores(whole_images(load(folder, verify=False), corpus / recipe.subset, "test")))
     elif task.target_folder:
-        metrics["whole_psnr"] = whole_frame_psnr(load(folder, verify=False), corpus / recipe.subset / "test", task)
+        metrics.update(whole_frame_psnr(load(folder, verify=False), corpus / recipe.subset / "test", task))
     return metrics
 
 
@@ -60,23 +60,27 @@ def fitted_psnr(result: np.ndarray, target: np.ndarray) -> float:
     return float(peak_signal_noise_ratio(target, fit_levels(result, target), data_range=span))
 
 
-def whole_frame_psnr(model, folder: Path, task) -> float:
+def whole_frame_psnr(model, folder: Path, task) -> dict[str, float]:
     """Mean PSNR of a restoration model over a split's whole frames at their own scale, as
     ``scripts/bench_quality.py`` scores it: the training crops' L1 can improve while whole frames
     get worse (super-resolution did, by 0.3 dB). A denoiser's frames count twice, as recorded and
     recorded again by a real detector (:func:`emzoo.data.transforms.detector_recording`, one seed
-    per frame): it must hold on the corpus' noise and on the correlated noise cameras and scans make."""
+    per frame): it must hold on the corpus' noise and on the correlated noise cameras and scans make.
+    ``whole_psnr`` decides; a denoiser's two halves are also given apart."""
     predictor = Predictor(model)
-    scores = []
+    scores: dict[str, list[float]] = {"whole_psnr_recorded": [], "whole_psnr_detector": []}
     for index, path in enumerate(sorted((folder / "image").glob("*.tif"))):
         target = io.read(folder / task.target_folder / path.name)[0].astype(np.float64)
-        versions = [(io.read(path)[0].astype(np.float64), target)]
+        versions = {"whole_psnr_recorded": (io.read(path)[0], target)}
         if task.rerecordable:
-            versions.append(detector_recording(target, np.random.default_rng([7, index])))
-        for image, truth in versions:
+            versions["whole_psnr_detector"] = detector_recording(target, np.random.default_rng([7, index]))
+        for key, (image, truth) in versions.items():
             result = predictor(np.asarray(image, np.float64), None, scale=1.0).astype(np.float64)
-            scores.append(fitted_psnr(result, np.asarray(truth, np.float64)))
-    return round(float(np.mean(scores)), 4)
+            scores[key].append(fitted_psnr(result, np.asarray(truth, np.float64)))
+    out = {"whole_psnr": round(float(np.mean(sum(scores.values(), []))), 4)}
+    if task.rerecordable:
+        out.update({key: round(float(np.mean(values)), 4) for key, values in scores.items()})
+    return out
 
 
 def whole_images(

@@ -6,15 +6,18 @@ import dataclasses
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 import emzoo
 import emzoo.build as zoo_build
 import emzoo.judge as judge
+from emzoo import io
 from emzoo.data.corpus import build_corpus
 from emzoo.errors import ConfigError
 from emzoo.fsutil import sha256_file
+from emzoo.tasks import get_task
 from emzoo.train.evaluation import CALIBRATION_THRESHOLDS, calibrate_threshold
 from emzoo.zoo.catalog import SHIPPED_DIR, ZOO
 
@@ -136,8 +139,6 @@ def test_a_threshold_that_paints_particle_free_images_does_not_compete():
 
 
 def test_a_tie_does_not_replace_the_shipped_weights():
-    from emzoo.tasks import get_task
-
     pretext, denoise, segment = get_task("pretext"), get_task("denoise"), get_task("segment")
     assert not judge.clearly_better(pretext, 0.13217, 0.13223)  # 0.05% lower L1: noise
     assert judge.clearly_better(pretext, 0.125, 0.13223)
@@ -146,8 +147,6 @@ def test_a_tie_does_not_replace_the_shipped_weights():
 
 
 def test_a_segmentation_challenger_wins_by_dice_or_by_fewer_false_particles():
-    from emzoo.tasks import get_task
-
     segment = get_task("segment")
     shipped = {"whole_dice": 0.66, "particle_free_area": 0.039}
     assert judge.beats(segment, {"whole_dice": 0.68, "particle_free_area": 0.039}, shipped)
@@ -158,7 +157,6 @@ def test_a_segmentation_challenger_wins_by_dice_or_by_fewer_false_particles():
 
 
 def test_reproduce_scores_segmentation_at_the_validation_threshold():
-    from emzoo.tasks import get_task
     from emzoo.train.evaluation import score
 
     truth = torch.zeros(2, 1, 8, 8)
@@ -169,3 +167,21 @@ def test_reproduce_scores_segmentation_at_the_validation_threshold():
     assert score(_Logits(), batches, segment)["dice"] == 0.0  # at 0.5 it looks as if nothing was learned
     calibrated = score(_Logits(), batches, segment, calibrate_on=batches)
     assert calibrated["dice"] == 1.0 and calibrated["threshold"] == 0.35
+
+
+def test_a_denoiser_is_judged_on_the_corpus_noise_and_on_a_detectors(tmp_path):
+    """Each denoise test frame counts as recorded and recorded again by a real detector (the two
+    halves are logged apart); other restoration tasks, whose target is not the input without its
+    noise, count each frame once."""
+    yy, xx = np.mgrid[:96, :96]
+    clean = (100 + 40 * np.sin(xx / 4.0) * np.cos(yy / 6.0)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    for target_folder in ("noNoise", "noBackgroundnoNoise"):
+        for k in range(2):
+            io.write(tmp_path / "image" / f"{k}.tif", (clean + rng.normal(0, 10, clean.shape)).astype(np.float32))
+            io.write(tmp_path / target_folder / f"{k}.tif", clean)
+    model = emzoo.load("unet-4-424-emsim-denoise")
+    scores = judge.whole_frame_psnr(model, tmp_path, get_task("denoise"))
+    halves = (scores["whole_psnr_recorded"], scores["whole_psnr_detector"])
+    assert scores["whole_psnr"] == pytest.approx(sum(halves) / 2, abs=1e-3) and abs(halves[0] - halves[1]) > 0.01
+    assert list(judge.whole_frame_psnr(model, tmp_path, get_task("bg-removal"))) == ["whole_psnr"]
