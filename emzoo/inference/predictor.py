@@ -147,8 +147,9 @@ class Predictor:
         x = apply_params(image, params)
         inverted = self.polarity == "inverted"
         choice, result = self._at_scale(-x if inverted else x, pixel_size, scale, params)
-        if self.polarity == "auto" and self.particle_contrast not in (None, image_contrast(x)):
-            other = self._at_scale(-x, pixel_size, scale, params)  # the image's contrast says: the other way up
+        auto = self.polarity == "auto" and self.particle_contrast is not None
+        if auto and image_contrast(x) != self.particle_contrast:  # the image's contrast says: the other way up
+            other = self._at_scale(-x, pixel_size, scale, params)
             if self._foreground(other[1], params).mean() > self._foreground(result, params).mean():
                 (choice, result), inverted = other, True  # and the model agrees: it finds more particle there
         if self.task.segmentation:
