@@ -16,7 +16,7 @@ from torch import nn
 from emzoo.errors import ConfigError, DataError
 from emzoo.hub import load
 from emzoo.inference.engines import make_engine
-from emzoo.inference.polarity import check_polarity, image_contrast, model_particle_contrast
+from emzoo.inference.polarity import check_polarity, image_contrast, model_particle_contrast, prefers_inverted
 from emzoo.inference.scale import (
     ScaleChoice,
     check_pixel_size,
@@ -150,8 +150,8 @@ class Predictor:
         auto = self.polarity == "auto" and self.particle_contrast is not None
         if auto and image_contrast(x) != self.particle_contrast:  # the image's contrast says: the other way up
             other = self._at_scale(-x, pixel_size, scale, params)
-            if self._foreground(other[1], params).mean() > self._foreground(result, params).mean():
-                (choice, result), inverted = other, True  # and the model agrees: it finds more particle there
+            if prefers_inverted(self._foreground(result, params), self._foreground(other[1], params)):
+                (choice, result), inverted = other, True  # and the model agrees: it finds particles there
         if self.task.segmentation:
             choice.polarity = "inverted" if inverted else "as-is"
         if pixel_size:
