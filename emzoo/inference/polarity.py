@@ -25,7 +25,6 @@ from emzoo.errors import ConfigError
 from emzoo.zoo import RECIPES
 
 POLARITIES = ("auto", "as-is", "inverted")
-CONTRASTS = ("bright", "dark")
 SMOOTHING_PX = 2.0  # the skewness of the noise is not the particles'
 CONFIDENCE = 0.8  # inverted particles are found surely (0.83-0.95 on the corpus' inverted HAADF frames)
 
