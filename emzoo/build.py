@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emzoo.calibration import calibrate
 from emzoo.data.corpus import SEGMENT_GROUP, default_corpus, records, seen_diameters_nm
 from emzoo.errors import ConfigError, ModelNotFoundError
 from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
 from emzoo.hub import CONFIG_NAME, load, provenance_cfg, save_pretrained
 from emzoo.hub.publish import write_cards
-from emzoo.judge import beats, calibrate, held_out, particle_free_area
+from emzoo.judge import beats, held_out, particle_free_area
 from emzoo.tasks import get_task
 from emzoo.train.config import TrainConfig
 from emzoo.train.run_folder import RESULT_FILE, latest_checkpoint
@@ -236,11 +237,12 @@ def judge_run(
     previous_cost = previous_cost or {}
     runs_before = _runs_before(previous_cost)
     judging = time.perf_counter()
-    threshold = None
-    if task.segmentation:  # the decision threshold, chosen on validation, then the test scored again
+    threshold, chosen = None, {}
+    if task.segmentation:  # border, decision threshold and polarity chosen on validation; then the test
         subset = corpus / recipe.subset
         limit = particle_free_area(shipped_folder, subset, "val") if challenger else None
-        threshold = calibrate(run_dir / "model", entry, corpus, max_false_area=limit)
+        chosen = calibrate(run_dir / "model", entry, corpus, max_false_area=limit)
+        threshold = chosen["threshold"]
     result["test"] = held_out(run_dir / "model", entry, corpus)  # with the whole-frame scores that decide
     # the training of every invocation of a resumed run (in its state), and the rest of this one
     wall = result["run_train_seconds"] + other_seconds + time.perf_counter() - judging
@@ -253,6 +255,7 @@ def judge_run(
         "steps": result["steps"],
         "wall_seconds": round(wall, 1),
         **({"calibrated_threshold": threshold} if threshold is not None else {}),
+        **({k: chosen[k] for k in ("border", "polarity_confidence")} if chosen else {}),
         **({"note": note} if note else {}),
     }
     record["test"] = result["test"]

@@ -1,7 +1,7 @@
 """Judging a finished build run against the shipped weights on the held-out split: its test
 metrics, scored also on whole frames as a microscopist runs the model (segmentation's Dice and the
-particle-free area they see at once, restoration's PSNR), its decision threshold calibrated on
-validation, and whether it is better by more than the split's noise."""
+particle-free area they see at once, restoration's PSNR), and whether it is better by more than the
+split's noise. (Its inference defaults are chosen on validation first: :mod:`emzoo.calibration`.)"""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from emzoo import io
 from emzoo.data.transforms import detector_recording
-from emzoo.hub import load, save_pretrained
+from emzoo.hub import load
 from emzoo.inference.predictor import Predictor
 from emzoo.normalize import remove_outliers
 from emzoo.tasks import get_task
-from emzoo.train.evaluation import calibrate_threshold, evaluate_model
+from emzoo.train.evaluation import evaluate_model
 from emzoo.zoo.catalog import RECIPES, ZooEntry
 
 MIN_GAIN = {"whole_dice": 0.005, "whole_psnr": 0.05}  # to replace shipped weights: Dice + 0.005, or + 0.05 dB
@@ -84,14 +84,14 @@ def whole_frame_psnr(model, folder: Path, task) -> dict[str, float]:
 
 
 def whole_images(
-    model, subset: Path, split: str, particle_free_only: bool = False
+    model, subset: Path, split: str, particle_free_only: bool = False, mirror_border: bool | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The model's logits and the true mask of every whole image of a split (or only of its
     particle-free ones), at the file's own scale, as a microscopist runs it (the Predictor's
     mirrored borders, not the training window's zero padding). Each image counts twice, as
     recorded and with its x-ray hits and hot pixels replaced, as the user's software may have done:
-    a model must hold on both."""
-    predictor = Predictor(model, output="logits")
+    a model must hold on both. ``mirror_border``: as :class:`Predictor` (default: the model's own)."""
+    predictor = Predictor(model, output="logits", mirror_border=mirror_border)
     masks = [(m, io.read(m)[0] > 0) for m in sorted((subset / split / "masks").glob("*.png"))]
     images = (
         (io.read(subset / split / "images" / f"{m.stem}.tif")[0], truth)
@@ -127,22 +127,6 @@ def particle_free_area(folder: Path, subset: Path, split: str = "test") -> float
     """Fraction of a split's particle-free whole images the model in ``folder`` calls particle."""
     pairs = whole_images(load(folder, verify=False), subset, split, particle_free_only=True)
     return whole_image_scores(pairs)["particle_free_area"]
-
-
-def calibrate(folder: Path, entry: ZooEntry, corpus: Path, max_false_area: float | None = None) -> float:
-    """Fold the best Dice threshold on the validation split's whole images into the head of the
-    model in ``folder``; with ``max_false_area``, the best among those that call no more of the
-    particle-free validation images particle than that."""
-    model = load(folder, verify=False)
-    pairs = whole_images(model, corpus / RECIPES[entry.recipe].subset, "val")
-    empty = [logits for logits, truth in pairs if not truth.any()] if max_false_area is not None else None
-    threshold = calibrate_threshold(
-        model, [p for p in pairs if p[1].any()], empty_logits=empty, max_false_area=max_false_area
-    )
-    if threshold != 0.5:
-        model.emzoo_cfg.pop("source", None)
-        save_pretrained(model, folder, calibrated_threshold=threshold)
-    return threshold
 
 
 def deciding_metric(task) -> tuple[str, bool]:

@@ -12,8 +12,9 @@ segmentation model runs through ``emzoo.predict`` as a user would:
 - ``native``: no pixel size, ``scale=1`` (what a model without a scale choice does);
 - ``spike-free``: as ``known``, on the frame with its x-ray hits and hot pixels replaced by the local
   median (what a scanning detector or a cleaned camera frame gives: most real micrographs);
-- ``zero-pad``: as ``known``, with the network's own zero padding at the image border instead of the
-  mirrored context ``predict`` adds (``--zero-pad``: the border strip's alternative);
+- ``zero-pad``: as ``known``, with the network's own zero padding at the image border (``--zero-pad``;
+  the other modes use the border context each checkpoint was calibrated to, mirrored unless its
+  config says ``zero``);
 - ``as-is``: as ``known``, with ``polarity="as-is"``: images whose particles have the other contrast
   than the model's (the corpus records 15% with an inverted lookup table) are not inverted first.
 
@@ -46,20 +47,21 @@ from emzoo.build import corpus_for
 from emzoo.data.corpus import MODALITY_CYCLE, SEGMENT_GROUP, records, seen_diameters_nm, simulate_sample
 from emzoo.data.corpus.constants import SEGMENT_CORPUS_VERSION
 from emzoo.inference.particles import analyze_particles
-from emzoo.inference.predictor import Predictor
+from emzoo.inference.polarity import model_polarity_confidence
+from emzoo.inference.predictor import Predictor, model_border
 from emzoo.normalize import remove_outliers
 from emzoo.zoo import RECIPES, ZOO
 
 BINS = ((1, 3), (3, 10), (10, 30), (30, 60))
 BORDER = 32
 # mode: (scale, pixel size known, spikes removed from the input, mirrored border context, polarity)
-MODES = {
-    "known": ("auto", True, False, True, "auto"),
-    "withheld": ("auto", False, False, True, "auto"),
-    "native": (1.0, False, False, True, "auto"),
-    "spike-free": ("auto", True, True, True, "auto"),
+MODES = {  # scale, pixel size known, despiked, mirrored border (None: the checkpoint's calibrated one), polarity
+    "known": ("auto", True, False, None, "auto"),
+    "withheld": ("auto", False, False, None, "auto"),
+    "native": (1.0, False, False, None, "auto"),
+    "spike-free": ("auto", True, True, None, "auto"),
     "zero-pad": ("auto", True, False, False, "auto"),
-    "as-is": ("auto", True, False, True, "as-is"),
+    "as-is": ("auto", True, False, None, "as-is"),
 }
 
 
@@ -189,6 +191,8 @@ def bench_model(name: str, limit: int | None, n_large: int = 0, zero_pad: bool =
         "model": name,
         "corpus": corpus.name,
         "images": len(samples),
+        "border_context": model_border(model),
+        "polarity_confidence": model_polarity_confidence(model),
         "cells": [{"mode": m, "modality": mod, "bin": b, **t.row()} for (m, mod, b), t in sorted(cells.items())],
         "particle_free": [
             {
@@ -255,6 +259,12 @@ def write_markdown(result: dict, path: Path) -> None:
                 f"| {model['model']} | {mode} | {100 * area:.2f}% / {count} ({n}) "
                 f"| {100 * b['fp_rate_outer_32px']:.2f}% / {100 * b['fp_rate_interior']:.2f}% |"
             )
+    lines += ["", "Each checkpoint's inference defaults, chosen on its validation split (`emzoo zoo calibrate`):", ""]
+    lines += [
+        f"- {m['model']}: border context `{m['border_context']}`, polarity confidence {m['polarity_confidence']}"
+        for m in result["models"]
+        if "border_context" in m
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 

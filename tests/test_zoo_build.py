@@ -52,6 +52,7 @@ def test_a_challenger_that_loses_leaves_the_shipped_folder(shipped, tmp_path):
     (run,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert run["from_pretext"] == BASE and run["steps"] == 2 and not run["kept"]
     assert run["calibrated_threshold"] in CALIBRATION_THRESHOLDS
+    assert run["border"] in ("mirror", "zero") and 0.5 <= run["polarity_confidence"] < 1  # chosen on validation
     assert (tmp_path / run["curve"].replace("build_curves", "curves")).stat().st_size > 1000
     # one run folder per pretext version, settled by a cosine schedule
     (folder,) = (tmp_path / "runs").iterdir()

@@ -45,7 +45,7 @@ def _cmd_predict(args) -> None:
         engine=args.engine,
         precision=args.precision,
         scale=options.scale,
-        mirror_border=args.border == "mirror",
+        mirror_border=None if args.border is None else args.border == "mirror",
         polarity=args.polarity,
     )  # checks every argument before any image is read
     report = predict_files(predictor, args.inputs, args.output_dir, options, progress=not args.quiet)
@@ -91,10 +91,10 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--border",
-        default="mirror",
         choices=("mirror", "zero"),
         help="context beyond the image edge: mirrored (finds particles cut by the border) or the network's "
-        "zero padding (no false particles along the seam a mirror makes in a lattice; see the README)",
+        "zero padding (no false particles along the seam a mirror makes in a lattice); default: the one the "
+        "checkpoint was calibrated to on its validation split (its card says which)",
     )
     p.add_argument(
         "--polarity",

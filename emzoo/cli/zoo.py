@@ -26,6 +26,25 @@ def _cmd_build(args: argparse.Namespace) -> None:
     print(json.dumps(done, indent=2))
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> None:
+    from emzoo.build import corpus_for, shipped_entries
+    from emzoo.calibration import recalibrate
+    from emzoo.errors import ModelNotFoundError
+    from emzoo.hub.publish import write_cards
+    from emzoo.tasks import get_task
+    from emzoo.zoo.catalog import RECIPES, SHIPPED_DIR
+
+    entries = [e for e in shipped_entries() if get_task(e.task).segmentation]
+    unknown = sorted(set(args.names) - {e.name for e in entries})
+    if unknown:
+        raise ModelNotFoundError(f"not shipped segmentation checkpoints: {', '.join(unknown)}")
+    done = {}
+    for entry in (e for e in entries if not args.names or e.name in args.names):
+        done[entry.name] = recalibrate(SHIPPED_DIR / entry.name, entry, corpus_for(RECIPES[entry.recipe]))
+        print(json.dumps({entry.name: done[entry.name]}), flush=True)
+    write_cards()
+
+
 def add_commands(sub) -> None:
     zoo = sub.add_parser("zoo", help="the zoo's shipped checkpoints")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", metavar="COMMAND", required=True)
@@ -58,3 +77,10 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)
+    p = zoo_sub.add_parser(
+        "calibrate",
+        help="choose shipped segmentation checkpoints' border context and polarity confidence on their "
+        "validation split (weights unchanged) and score their test split again",
+    )
+    p.add_argument("names", nargs="*", help="only these checkpoints (default: every segmentation one)")
+    p.set_defaults(func=_cmd_calibrate)

@@ -11,8 +11,10 @@ minority of bright particles skews them bright), and the model finds more partic
 image than in the image as it is, confidently (mean probability inside its mask above
 ``CONFIDENCE``). Each cue alone misleads: the skewness flips where particles fill most of the frame,
 and the model's area is no cue where it finds nothing either way; without the confidence, a bare
-lattice without its x-ray spikes, inverted, was called 41% particle. An image whose skewness agrees
-with the model costs nothing more; the others cost a second pass.
+lattice without its x-ray spikes, inverted, was called 41% particle. A checkpoint calibrated at
+build time carries its own confidence (``polarity_confidence``, chosen on its validation split by
+:mod:`emzoo.calibration`). An image whose skewness agrees with the model costs nothing more; the
+others cost a second pass.
 """
 
 from __future__ import annotations
@@ -50,8 +52,23 @@ def image_contrast(image: np.ndarray) -> str:
     return "bright" if high + low - 2 * median > 0 else "dark"
 
 
-def prefers_inverted(as_is: np.ndarray, inverted: np.ndarray) -> bool:
-    """Whether the model's foreground probabilities on the inverted image beat those on the image as
-    it is: more particle, and found with a mean probability above ``CONFIDENCE``."""
+def model_polarity_confidence(model: nn.Module) -> float:
+    """How sure the model must be of an inverted image's particles: its calibrated value, else
+    ``CONFIDENCE``."""
+    return float((getattr(model, "emzoo_cfg", None) or {}).get("polarity_confidence", CONFIDENCE))
+
+
+def inverted_confidence(as_is: np.ndarray, inverted: np.ndarray) -> float | None:
+    """The model's mean foreground probability inside its mask of the inverted image, where it finds
+    more particle there than in the image as it is; None where it does not."""
     mask = inverted >= 0.5
-    return bool(mask.mean() > (as_is >= 0.5).mean() and inverted[mask].mean() > CONFIDENCE)
+    if not mask.any() or mask.mean() <= (as_is >= 0.5).mean():
+        return None
+    return float(inverted[mask].mean())
+
+
+def prefers_inverted(as_is: np.ndarray, inverted: np.ndarray, confidence: float = CONFIDENCE) -> bool:
+    """Whether the model's foreground probabilities on the inverted image beat those on the image as
+    it is: more particle, found with a mean probability above ``confidence``."""
+    found = inverted_confidence(as_is, inverted)
+    return found is not None and found > confidence

@@ -16,7 +16,13 @@ from torch import nn
 from emzoo.errors import ConfigError, DataError
 from emzoo.hub import load
 from emzoo.inference.engines import make_engine
-from emzoo.inference.polarity import check_polarity, image_contrast, model_particle_contrast, prefers_inverted
+from emzoo.inference.polarity import (
+    check_polarity,
+    image_contrast,
+    model_particle_contrast,
+    model_polarity_confidence,
+    prefers_inverted,
+)
 from emzoo.inference.scale import (
     ScaleChoice,
     check_pixel_size,
@@ -35,6 +41,7 @@ from emzoo.tasks import Task, get_task, upsample
 
 OUTPUTS = ("auto", "logits", "probability", "mask")
 BORDER_CONTEXT = 96  # px of mirrored image around the working grid: no zero padding reaches the border strip
+BORDERS = ("mirror", "zero")
 _log = logging.getLogger("emzoo.predict")
 
 
@@ -51,6 +58,15 @@ def output_pixel_size(task: Task, pixel_size_nm: float | None) -> float | None:
 def _whole_number(name: str, value, low: int) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low):
         raise ConfigError(f"{name}={value!r}: expected a whole number >= {low}")
+
+
+def model_border(model: nn.Module) -> str:
+    """The border context a checkpoint was calibrated to (``border`` in its config, chosen on its
+    validation split by :mod:`emzoo.calibration`); mirrored where none was chosen."""
+    border = (getattr(model, "emzoo_cfg", None) or {}).get("border", "mirror")
+    if border not in BORDERS:
+        raise ConfigError(f"the model's config says border={border!r}; expected one of {', '.join(BORDERS)}")
+    return border
 
 
 def check_image_array(image: np.ndarray) -> np.ndarray:
@@ -87,7 +103,7 @@ class Predictor:
         engine: str = "torch",
         precision: str = "float32",
         scale: float | str = "auto",
-        mirror_border: bool = True,
+        mirror_border: bool | None = None,
         polarity: str = "auto",
         on_batch: Callable[[], None] | None = None,
     ) -> None:
@@ -121,11 +137,13 @@ class Predictor:
         # x-ray hits and hot pixels replaced as the model's training data were (its config says)
         self.remove_outliers = bool((getattr(model, "emzoo_cfg", None) or {}).get("remove_outliers"))
         self.scale = check_scale(scale)
-        self.mirror_border = mirror_border  # False: the network's own zero padding (what exports compute)
+        # False: the network's own zero padding (what exports compute); None: the checkpoint's choice
+        self.mirror_border = model_border(model) == "mirror" if mirror_border is None else bool(mirror_border)
         self.polarity = check_polarity(polarity)
         if polarity == "inverted" and not self.task.segmentation:
             raise ConfigError("polarity='inverted': only segmentation models have a particle contrast to match")
         self.particle_contrast = model_particle_contrast(model) if self.task.segmentation else None
+        self.polarity_confidence = model_polarity_confidence(model)
         self.engine = make_engine(model, engine, channels_last, precision)
         self.precision = getattr(self.engine, "precision", "float32")
         # called after every forward pass: a GUI's progress, or its cancel (by raising)
@@ -150,7 +168,8 @@ class Predictor:
         auto = self.polarity == "auto" and self.particle_contrast is not None
         if auto and image_contrast(x) != self.particle_contrast:  # the image's contrast says: the other way up
             other = self._at_scale(-x, pixel_size, scale, params)
-            if prefers_inverted(self._foreground(result, params), self._foreground(other[1], params)):
+            as_is, flipped = self._foreground(result, params), self._foreground(other[1], params)
+            if prefers_inverted(as_is, flipped, self.polarity_confidence):
                 (choice, result), inverted = other, True  # and the model agrees: it finds particles there
         if self.task.segmentation:
             choice.polarity = "inverted" if inverted else "as-is"
