@@ -11,7 +11,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio
 
 from emzoo import io
-from emzoo.data.transforms import detector_recording
+from emzoo.data.transforms import detector_recording, smooth_background
 from emzoo.hub import load
 from emzoo.inference.predictor import Predictor
 from emzoo.normalize import remove_outliers
@@ -89,19 +89,20 @@ def whole_images(
     """The model's logits and the true mask of every whole image of a split (or only of its
     particle-free ones), at the file's own scale, as a microscopist runs it (the Predictor's
     mirrored borders, not the training window's zero padding). Each image counts twice, as
-    recorded and with its x-ray hits and hot pixels replaced, as the user's software may have done:
-    a model must hold on both. ``mirror_border``: as :class:`Predictor` (default: the model's own)."""
+    recorded, with its x-ray hits and hot pixels replaced (as the user's software may have done),
+    and with a smooth background added (uneven illumination, a support's thickness; one seed per
+    image): a model must hold on all three. ``mirror_border``: as :class:`Predictor` (default: the model's own)."""
     predictor = Predictor(model, output="logits", mirror_border=mirror_border)
     masks = [(m, io.read(m)[0] > 0) for m in sorted((subset / split / "masks").glob("*.png"))]
     images = (
-        (io.read(subset / split / "images" / f"{m.stem}.tif")[0], truth)
-        for m, truth in masks
+        (index, io.read(subset / split / "images" / f"{m.stem}.tif")[0], truth)
+        for index, (m, truth) in enumerate(masks)  # one background seed per image, whichever are scored
         if not (particle_free_only and truth.any())
     )
     return [
         (predictor(version, None, scale=1.0), truth)
-        for image, truth in images
-        for version in (image, remove_outliers(image))
+        for index, image, truth in images
+        for version in (image, remove_outliers(image), smooth_background(image, np.random.default_rng([11, index])))
     ]
 
 

@@ -12,8 +12,10 @@ import torch
 from emzoo.build import train_config
 from emzoo.cli import build_parser
 from emzoo.cli.train import _resolve
+from emzoo.data import transforms
 from emzoo.data.noise import neighbour_correlation
 from emzoo.data.pipeline import SampleRecipe
+from emzoo.data.transforms import smooth_background
 from emzoo.train.config import TrainConfig
 from emzoo.zoo import RECIPES, ZOO
 
@@ -93,3 +95,26 @@ def test_denoisers_also_train_on_a_real_detectors_noise():
         noisy, clean, "x", np.random.default_rng(0)
     )
     assert torch.equal(bg["image"], kept["image"])
+
+
+def test_segmentation_also_trains_on_smooth_backgrounds(monkeypatch):
+    """The segmentation recipes give 30% of their frames a smooth random background (a ramp and
+    blobs, 0.5-3x the frame's std): the label stays exact, the low frequencies change, and
+    restoration never gets it (its target would no longer match)."""
+    cfg = TrainConfig.from_recipe("unet-4-424-emsim-haadf-seg", data="d", output_dir="x")
+    assert cfg.background_prob == 0.3 and cfg.identity()["background_prob"] == 0.3
+    assert not TrainConfig.from_recipe("unet-4-424-emsim-denoise", data="d", output_dir="x").background_prob
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 5, (128, 128)).astype(np.float32)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[40:80, 40:80] = 1
+    image[mask > 0] += 40
+    with_bg = smooth_background(image, np.random.default_rng(1))
+    change = with_bg - image
+    assert 0.5 * image.std() <= change.std() <= 3.0 * image.std() + 1e-3
+    assert np.abs(np.diff(change, axis=1)).max() < 0.2 * change.std() * 3  # smooth: no edges of its own
+    calls = []
+    monkeypatch.setattr(transforms, "smooth_background", lambda x, rng: calls.append(1) or x + 1)
+    for share, task, target in ((1.0, "segment", mask), (0.0, "segment", mask), (1.0, "denoise", image)):
+        SampleRecipe(task, image_size=64, background_prob=share)(image, target, "x", np.random.default_rng(3))
+    assert len(calls) == 1  # segmentation's training frames only

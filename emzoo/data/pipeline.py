@@ -52,6 +52,7 @@ class SampleRecipe:
     remove_outliers: bool = False
     despike_prob: float = 0.0  # augmentation: spikes replaced in this share of the frames
     detector_noise_prob: float = 0.0  # augmentation (denoising): frames recorded again, see detector_recording
+    background_prob: float = 0.0  # augmentation (segmentation): a smooth background added, see smooth_background
     seed: int = 0
 
     def __call__(self, image, target, name, rng) -> dict[str, torch.Tensor]:
@@ -70,6 +71,8 @@ class SampleRecipe:
             image, target = T.detector_recording(target, rng)
         if task.segmentation:
             target = _check_mask(target, name, self.num_classes)
+            if self.augment and self.background_prob and rng.random() < self.background_prob:
+                image = T.smooth_background(image, rng)
             if self.augment:
                 image, target = T.random_rescale(image, target, rng, min_size=in_size)
         image, params = normalize(image, self.normalization)
@@ -171,6 +174,7 @@ def load_dataset(
     remove_outliers: bool | None = None,
     despike_prob: float = 0.0,
     detector_noise_prob: float = 0.0,
+    background_prob: float = 0.0,
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -209,6 +213,7 @@ def load_dataset(
         remove_outliers=(spec.layout == "au-hdf5") if remove_outliers is None else remove_outliers,
         despike_prob=despike_prob,
         detector_noise_prob=detector_noise_prob,
+        background_prob=background_prob,
         seed=seed,
     )
     if isinstance(spec.source, _HFStream):

@@ -38,6 +38,9 @@ class Corruption:
         return out.astype(np.float32, copy=False)
 
 
+BACKGROUND_STRENGTH = (0.5, 3.0)  # a smooth background's std, in units of the image's
+
+
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
@@ -81,6 +84,19 @@ def random_rescale(
 
 def add_noise(image: np.ndarray, rng: np.random.Generator, std_range=(0.0, 0.2)) -> np.ndarray:
     return (image + rng.normal(0.0, rng.uniform(*std_range), size=image.shape)).astype(np.float32)
+
+
+def smooth_background(image: np.ndarray, rng: np.random.Generator, strength=BACKGROUND_STRENGTH) -> np.ndarray:
+    """``image`` plus a smooth random field (uneven illumination, a support's thickness, a
+    detector's drift: a ramp and blobs tens of pixels across) of ``strength`` times the image's own
+    std. Nothing moves, so a segmentation label stays exact. Without it the segmentation models
+    called 25-57% of an empty support with a gentle ramp particle."""
+    h, w = image.shape
+    field = ndimage.gaussian_filter(rng.normal(size=(h, w)), max(h, w) / rng.uniform(3, 10), mode="reflect")
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    field = field / (field.std() + 1e-12) + rng.uniform(-3, 3) * xx + rng.uniform(-3, 3) * yy
+    field = (field - field.mean()) / (field.std() + 1e-12)
+    return (image + rng.uniform(*strength) * float(np.std(image)) * field).astype(np.float32)
 
 
 def detector_recording(clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

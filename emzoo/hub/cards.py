@@ -143,6 +143,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         remove_outliers=meta.get("remove_outliers", False),
         despike_prob=meta.get("despike_prob", 0.0),
         detector_noise_prob=meta.get("detector_noise_prob", 0.0),
+        background_prob=meta.get("background_prob", 0.0),
         output=get_task(task).output_text,
         base_model=base_model,
         weights_status=weights_status,

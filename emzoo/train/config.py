@@ -20,6 +20,7 @@ from emzoo.zoo import RECIPES, ZOO
 
 _log = logging.getLogger("emzoo.train")
 LR_SCHEDULES = ("constant", "cosine")
+AUGMENTATIONS = ("despike_prob", "detector_noise_prob", "background_prob")  # shares of the training frames changed
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TrainConfig:
     remove_outliers: bool | None = None  # spikes replaced before normalisation (None: the data layout's default)
     despike_prob: float = 0.0  # augmentation: the share of training frames with their spikes replaced
     detector_noise_prob: float = 0.0  # denoising: the share of frames recorded again with a detector's noise
+    background_prob: float = 0.0  # segmentation: the share of frames given a smooth random background
     betas: tuple[float, float] = (0.5, 0.999)
     l1_lambda: float = 100.0
     num_classes: int = 1
@@ -137,10 +139,15 @@ class TrainConfig:
             prior_head=recipe.prior_head,
             despike_prob=recipe.despike_prob,
             detector_noise_prob=recipe.detector_noise_prob,
+            background_prob=recipe.background_prob,
             extra={"zoo_name": entry.name},
         )
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**settings)
+
+    def augmentations(self) -> dict[str, float]:
+        """The shares of training frames the data pipeline changes (:data:`AUGMENTATIONS`)."""
+        return {name: getattr(self, name) for name in AUGMENTATIONS}
 
     def identity(self) -> dict:
         """What makes two runs the same run (for refusing unrelated output directories)."""
@@ -148,7 +155,7 @@ class TrainConfig:
         extra = {"objective": self.objective} if self.objective != "supervised" else {}
         if self.remove_outliers:  # inputs with and without spikes are other runs
             extra["remove_outliers"] = True
-        for name in ("despike_prob", "detector_noise_prob"):
+        for name in AUGMENTATIONS:
             if getattr(self, name):
                 extra[name] = getattr(self, name)
         return {k: getattr(self, k) for k in keys} | extra

@@ -92,8 +92,7 @@ class Trainer:
             num_classes=max(cfg.num_classes, 2),
             objective=cfg.objective,
             remove_outliers=cfg.remove_outliers,
-            despike_prob=cfg.despike_prob,  # training frames only
-            detector_noise_prob=cfg.detector_noise_prob,
+            **cfg.augmentations(),  # training frames only
         )
         self.train_set = load_dataset(self.data_path, cfg.task, "train", **common)
         self.val_set = load_dataset(self.data_path, cfg.task, "val", **common)
@@ -251,8 +250,7 @@ class Trainer:
             zoo_name=cfg.extra.get("zoo_name"),
             # what the data pipeline did to the inputs, so predict does the same
             remove_outliers=bool(getattr(getattr(self.train_set, "recipe", None), "remove_outliers", False)),
-            despike_prob=cfg.despike_prob,
-            detector_noise_prob=cfg.detector_noise_prob or None,
+            **{name: share or None for name, share in cfg.augmentations().items()},
         )
 
     # ---------------------------------------------------------------- loop

@@ -67,6 +67,10 @@ class Recipe:
     # target with a real detector's noise (emzoo.data.noise: the noise `emzoo adapt` is measured
     # on): neighbour-correlated counts and scan-line offsets, which the corpus' recordings lack
     detector_noise_prob: float = 0.0
+    # the share of training frames (segmentation) given a smooth random background (uneven
+    # illumination, support thickness: emzoo.data.transforms.smooth_background); without it the
+    # shipped models called 25-57% of an empty support with a gentle ramp particle
+    background_prob: float = 0.0
     # segmentation: how particles look in its images ("bright", "dark"); predict's polarity="auto"
     # inverts an image of the other polarity (emzoo.inference.polarity)
     particle_contrast: str | None = None
@@ -159,6 +163,7 @@ def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs
             augmentation=SEG_AUGMENTATION,
             prior_head=False,
             despike_prob=0.5,
+            background_prob=0.3,
             batch_size=4,
             image_size=256,
         )
