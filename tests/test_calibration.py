@@ -53,7 +53,7 @@ def test_border_scores_count_the_strip_against_the_interior():
 def test_predict_follows_the_checkpoints_border_and_refuses_a_bad_one():
     model = emzoo.load(SEG)
     image, _ = haadf_scene((160, 160), [(0, 80), (100, 120)], [20, 15], seed=1)
-    mirrored = Predictor(model)(image, scale=1.0)
+    mirrored = Predictor(model, mirror_border=True)(image, scale=1.0)
     model.emzoo_cfg["border"] = "zero"
     zero = Predictor(model)
     assert zero.mirror_border is False
