@@ -21,13 +21,14 @@ from emzoo.fsutil import atomic_write_text
 from emzoo.hub import CARD_NAME, CONFIG_NAME, load, save_pretrained
 from emzoo.hub.cards import render_card
 from emzoo.inference.polarity import CONFIDENCE, image_contrast, inverted_confidence, model_particle_contrast
-from emzoo.inference.predictor import Predictor
+from emzoo.inference.predictor import BORDERS, Predictor
+from emzoo.inference.scale import dice
 from emzoo.judge import MIN_GAIN, held_out, whole_image_scores, whole_images
-from emzoo.normalize import apply_params, norm_params, remove_outliers
+from emzoo.normalize import remove_outliers
 from emzoo.train.evaluation import calibrate_threshold
 from emzoo.zoo.catalog import RECIPES, ZooEntry
 
-STRIP_PX = 32  # the border strip the benches score, as in scripts/bench_segment.py
+STRIP_PX = 32  # the border strip scored here and in scripts/bench_segment.py
 CONFIDENCES = tuple(round(0.5 + 0.01 * k, 2) for k in range(50))  # 0.50 .. 0.99
 
 
@@ -48,13 +49,19 @@ class BorderScores:
         )
 
 
+def border_strip(shape: tuple[int, int], width: int = STRIP_PX) -> np.ndarray:
+    """The outer ``width`` pixels of an image: where border artefacts show."""
+    strip = np.ones(shape, bool)
+    strip[width:-width, width:-width] = False
+    return strip
+
+
 def border_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> BorderScores:
     """Dice, particle-free area and the strip's excess false-positive rate of logits/truth pairs."""
     whole = whole_image_scores(pairs)
     tally = np.zeros(4)  # false positives in the strip, background there, false positives inside, background
     for logits, truth in pairs:
-        strip = np.ones(truth.shape, bool)
-        strip[STRIP_PX:-STRIP_PX, STRIP_PX:-STRIP_PX] = False
+        strip = border_strip(truth.shape)
         false, background = (logits > 0) & ~truth, ~truth
         tally += [
             (false & strip).sum(),
@@ -66,23 +73,17 @@ def border_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> BorderScores:
     return BorderScores(whole["whole_dice"], whole["particle_free_area"], round(float(excess), 5))
 
 
-def choose_border(model, subset: Path, split: str = "val") -> tuple[str, dict[str, BorderScores]]:
+def choose_border(model, subset: Path, split: str = "val") -> tuple[str, dict[str, BorderScores], dict[str, list]]:
     """``"zero"`` where the network's zero padding is no worse than mirrored context on the split's
     whole images on every count (Dice, particle-free area, border strip); else ``"mirror"``, which
-    keeps particles cut by the border whole."""
-    scores = {
-        border: border_scores(whole_images(model, subset, split, mirror_border=border == "mirror"))
-        for border in ("mirror", "zero")
-    }
-    return ("zero" if scores["zero"].no_worse_than(scores["mirror"]) else "mirror"), scores
+    keeps particles cut by the border whole. Also each border's scores and logits/truth pairs."""
+    pairs = {border: whole_images(model, subset, split, mirror_border=border == "mirror") for border in BORDERS}
+    scores = {border: border_scores(p) for border, p in pairs.items()}
+    return ("zero" if scores["zero"].no_worse_than(scores["mirror"]) else "mirror"), scores, pairs
 
 
 def _foreground(prob: np.ndarray) -> np.ndarray:
     return prob if prob.ndim == 2 else 1.0 - prob[0]
-
-
-def _dice(mask: np.ndarray, truth: np.ndarray) -> float:
-    return float(2 * (mask & truth).sum() / max(int(mask.sum() + truth.sum()), 1))
 
 
 def polarity_cases(model, subset: Path, split: str = "val") -> list[tuple[float, bool]]:
@@ -94,20 +95,18 @@ def polarity_cases(model, subset: Path, split: str = "val") -> list[tuple[float,
     if contrast is None:
         return []
     runs = {p: Predictor(model, output="probability", polarity=p) for p in ("as-is", "inverted")}
-    normalization = runs["as-is"].normalization
     cases = []
     for mask_path in sorted((subset / split / "masks").glob("*.png")):
         truth = io.read(mask_path)[0] > 0
         image, meta = io.read(subset / split / "images" / f"{mask_path.stem}.tif")
         for version in (image, remove_outliers(image)):
-            seen = remove_outliers(version) if runs["as-is"].remove_outliers else version
-            if image_contrast(apply_params(seen, norm_params(seen, normalization))) == contrast:
+            if image_contrast(runs["as-is"].normalized(version)[0]) == contrast:
                 continue
             for pixel_size in (meta["pixel_size_nm"], None):
                 as_is, inverted = (_foreground(runs[p](version, pixel_size)) for p in ("as-is", "inverted"))
                 confidence = inverted_confidence(as_is, inverted)
                 if confidence is not None:
-                    right = truth.any() and _dice(inverted >= 0.5, truth) > _dice(as_is >= 0.5, truth)
+                    right = truth.any() and dice(inverted >= 0.5, truth) > dice(as_is >= 0.5, truth)
                     cases.append((confidence, bool(right)))
     return cases
 
@@ -142,11 +141,11 @@ def calibrate(
     model = load(folder, verify=False)
     model.emzoo_cfg.pop("source", None)
     subset = corpus / RECIPES[entry.recipe].subset
-    border, border_table = choose_border(model, subset)
+    border, border_table, border_pairs = choose_border(model, subset)
     model.emzoo_cfg["border"] = border
     chosen: dict = {"border": border, "border_scores": {k: vars(v) for k, v in border_table.items()}}
     if threshold:
-        pairs = whole_images(model, subset, "val")
+        pairs = border_pairs[border]  # the validation pairs at the chosen border: the model is unchanged so far
         empty = [logits for logits, truth in pairs if not truth.any()] if max_false_area is not None else None
         chosen["threshold"] = calibrate_threshold(
             model, [p for p in pairs if p[1].any()], empty_logits=empty, max_false_area=max_false_area

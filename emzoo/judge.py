@@ -87,8 +87,8 @@ def whole_images(
     model, subset: Path, split: str, particle_free_only: bool = False, mirror_border: bool | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The model's logits and the true mask of every whole image of a split (or only of its
-    particle-free ones), at the file's own scale, as a microscopist runs it (the Predictor's
-    mirrored borders, not the training window's zero padding). Each image counts twice, as
+    particle-free ones), at the file's own scale, as a microscopist runs it (the Predictor's border
+    context, the one the model was calibrated to). Each image counts three times, as
     recorded, with its x-ray hits and hot pixels replaced (as the user's software may have done),
     and with a smooth background added (uneven illumination, a support's thickness; one seed per
     image): a model must hold on all three. ``mirror_border``: as :class:`Predictor` (default: the model's own)."""

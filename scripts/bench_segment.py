@@ -44,6 +44,7 @@ from tqdm import tqdm
 import emzoo
 from emzoo import io
 from emzoo.build import corpus_for
+from emzoo.calibration import border_strip
 from emzoo.data.corpus import MODALITY_CYCLE, SEGMENT_GROUP, records, seen_diameters_nm, simulate_sample
 from emzoo.data.corpus.constants import SEGMENT_CORPUS_VERSION
 from emzoo.inference.particles import analyze_particles
@@ -53,7 +54,6 @@ from emzoo.normalize import remove_outliers
 from emzoo.zoo import RECIPES, ZOO
 
 BINS = ((1, 3), (3, 10), (10, 30), (30, 60))
-BORDER = 32
 # mode: (scale, pixel size known, spikes removed from the input, mirrored border context, polarity)
 MODES = {  # scale, pixel size known, despiked, mirrored border (None: the checkpoint's calibrated one), polarity
     "known": ("auto", True, False, None, "auto"),
@@ -173,8 +173,7 @@ def bench_model(name: str, limit: int | None, n_large: int = 0, zero_pad: bool =
             found = analyze_particles(prob, pixel)
             mask = found.labels > 0
             scales[mode].append(predictor.last_scale.zoom)
-            strip = np.zeros(mask.shape, bool)
-            strip[:BORDER], strip[-BORDER:], strip[:, :BORDER], strip[:, -BORDER:] = True, True, True, True
+            strip = border_strip(mask.shape)
             background = truth == 0
             tally = border[mode]
             tally[0] += int((mask & background & strip).sum())

@@ -159,10 +159,7 @@ class Predictor:
         image = check_image_array(image)
         pixel_size = check_pixel_size(pixel_size)
         scale = self.scale if scale is None else check_scale(scale)
-        if self.remove_outliers:
-            image = remove_outliers(image)
-        params = norm_params(image, self.normalization)
-        x = apply_params(image, params)
+        x, params = self.normalized(image)
         inverted = self.polarity == "inverted"
         choice, result = self._at_scale(-x if inverted else x, pixel_size, scale, params)
         auto = self.polarity == "auto" and self.particle_contrast is not None
@@ -180,6 +177,14 @@ class Predictor:
         scale_out = self.task.output_scale
         result = resample(result, (scale_out * x.shape[0], scale_out * x.shape[1]))
         return self.task.finish(result, self.output, params)
+
+    def normalized(self, image: np.ndarray) -> tuple[np.ndarray, dict]:
+        """``image`` as the network sees it (spikes replaced where the model's training data had
+        them replaced, then the model's normalisation) and the normalisation's parameters."""
+        if self.remove_outliers:
+            image = remove_outliers(image)
+        params = norm_params(image, self.normalization)
+        return apply_params(image, params), params
 
     def _at_scale(self, x: np.ndarray, pixel_size: float | None, scale, params) -> tuple[ScaleChoice, np.ndarray]:
         """The working scale for ``x`` and the network's raw output there."""

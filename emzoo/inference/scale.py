@@ -168,7 +168,8 @@ def particle_fit(mask: np.ndarray, particle_px: tuple[float, float]) -> tuple[fl
     return float(areas[good].sum() / areas.sum()), median, float(areas[shaped].sum() / areas.sum())
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two masks (1 where both are empty)."""
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
 
@@ -215,7 +216,7 @@ def choose_by_particles(
             if coarse_shape < MIN_SHAPED:
                 continue
             reference = resample(maps[coarser], maps[zoom].shape) >= 0.5
-            if _dice(maps[zoom] >= 0.5, reference) >= AGREEMENT:
+            if dice(maps[zoom] >= 0.5, reference) >= AGREEMENT:
                 return zoom, maps, table
     native_row = next(row for row in rows if row[0] == native)
     if native_row[3] >= MIN_SHAPED:  # round, solid particles at native scale, only of an untrained size
