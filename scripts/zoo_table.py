@@ -23,7 +23,8 @@ print(
     "| Name | Task | Trained on (modality, nm/px) | Parameters | Weights "
     "| Build's test metrics (held-out corpus at the size of the checkpoint's latest run: 128^2 crops, or the "
     "whole 256^2 frames segmentation and restoration now train on (super-resolution: their 512^2 targets); "
-    "whole_*: whole 256^2 frames, for segmentation each also despiked) "
+    "whole_*: whole 256^2 frames, for segmentation each also despiked and, in runs since the smooth-background "
+    "recipes, on a smooth background too) "
     "| Training cost |"
 )
 print("|---|---|---|---|---|---|---|")
