@@ -42,11 +42,8 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-@contextmanager
-def new_folder(out: str | Path, name: str = "out", *, replace: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``out`` to fill; it becomes ``out`` only if the block
-    succeeds. ``out`` must not exist or be empty (nothing is ever overwritten) unless ``replace``,
-    which swaps a previous ``out`` for the new one whole."""
+def check_new_folder(out: str | Path, name: str = "out", *, replace: bool = False) -> Path:
+    """``out`` as a path, if it may become a new folder: checked before any long work starts."""
     if not str(out).strip():
         raise ConfigError(f"{name} {str(out)!r}: expected a folder path")
     out = Path(out)
@@ -54,6 +51,15 @@ def new_folder(out: str | Path, name: str = "out", *, replace: bool = False) -> 
         raise ConfigError(f"{name} {out}: is a file; expected a new folder (nothing was overwritten)")
     if not replace and out.exists() and any(out.iterdir()):
         raise ConfigError(f"{name} {out}: exists and is not empty; choose a new folder (nothing was overwritten)")
+    return out
+
+
+@contextmanager
+def new_folder(out: str | Path, name: str = "out", *, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out`` to fill; it becomes ``out`` only if the block
+    succeeds. ``out`` must not exist or be empty (nothing is ever overwritten) unless ``replace``,
+    which swaps a previous ``out`` for the new one whole."""
+    out = check_new_folder(out, name, replace=replace)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", dir=out.parent))

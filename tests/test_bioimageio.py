@@ -1,8 +1,6 @@
 """BioImage Model Zoo packages pass the official bioimageio.core checks, reproduce emzoo's own
 prediction, and the checks really compare outputs (a package with its preprocessing removed fails)."""
 
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -76,9 +74,10 @@ def test_super_resolution_package_doubles_the_size(tmp_path):
     assert descr.outputs[0].axes[-1].scale == 0.5
 
 
-def test_cli_export_bioimageio_refuses_an_existing_folder(seg_package):
+def test_cli_export_bioimageio_refuses_an_existing_folder(seg_package, capsys):
+    from emzoo.cli import main
+
     folder, package, _ = seg_package
-    cmd = [sys.executable, "-m", "emzoo", "export", "--model", str(folder), "--format", "bioimageio"]
-    r = subprocess.run([*cmd, "--out", str(package)], capture_output=True, text=True)
-    assert r.returncode != 0
-    assert "exists and is not empty" in r.stderr and "Traceback" not in r.stderr
+    code = main(["export", "--model", str(folder), "--format", "bioimageio", "--out", str(package)])
+    err = capsys.readouterr().err
+    assert code == 2 and "exists and is not empty" in err and "Traceback" not in err

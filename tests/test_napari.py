@@ -168,7 +168,8 @@ def test_adapt_adds_its_model_to_the_predict_dock(make_napari_viewer, qtbot):
     predict = PredictWidget(viewer)
     adapt = AdaptWidget(viewer)
     adapt.run(steps=2)
-    qtbot.waitUntil(lambda: adapt.adapted is not None, timeout=300_000)
+    qtbot.waitUntil(lambda: adapt.run_button.isEnabled(), timeout=300_000)  # finished, or failed
+    assert adapt.adapted is not None, adapt.status.text()
     assert predict.model_box.findData(adapt.adapted) >= 0
     emzoo.load(adapt.adapted)
 

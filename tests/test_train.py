@@ -186,14 +186,14 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tem_data):
 
 @pytest.mark.parametrize("script", ["pretrain", "finetune"])
 def test_torchrun_two_cpu_processes(tmp_path, tem_data, script):
-    """Only the main process writes run and model folders: fine-tuning runs three times in a row
+    """Only the main process writes run and model folders: fine-tuning runs twice in a row
     (a race once made 2 runs in 3 fail at the end) and every run ends with one complete model."""
     extra = (
         ["--arch", "emzoo_unet_2_44"]
         if script == "pretrain"
         else ["--model", "random:emzoo_unet_2_44", "--task", "denoise"]
     )
-    for attempt in range(3 if script == "finetune" else 1):
+    for attempt in range(2 if script == "finetune" else 1):
         out = tmp_path / f"ddp{attempt}"
         proc = subprocess.run(
             [

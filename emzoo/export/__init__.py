@@ -12,7 +12,7 @@ import torch
 from emzoo.errors import CheckpointError, ConfigError
 from emzoo.export.bioimageio import export_bioimageio
 from emzoo.export.torchscript import export_torchscript
-from emzoo.fsutil import new_folder
+from emzoo.fsutil import check_new_folder, new_folder
 from emzoo.hub import load
 from emzoo.inference.engines import RTOL, export_onnx
 
@@ -25,6 +25,7 @@ def export(model_name: str, fmt: str, out: str | Path) -> dict:
     the largest difference to PyTorch, which must stay within ``RTOL``."""
     if fmt not in FORMATS:
         raise ConfigError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    check_new_folder(out)
     model = load(model_name).float().eval()
     if fmt == "bioimageio":
         task = model.emzoo_cfg.get("task", "pretext")
