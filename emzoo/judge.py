@@ -84,15 +84,21 @@ def whole_frame_psnr(model, folder: Path, task) -> dict[str, float]:
 
 
 def whole_images(
-    model, subset: Path, split: str, particle_free_only: bool = False, mirror_border: bool | None = None
+    model,
+    subset: Path,
+    split: str,
+    particle_free_only: bool = False,
+    mirror_border: bool | None = None,
+    level: str = "auto",
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The model's logits and the true mask of every whole image of a split (or only of its
     particle-free ones), at the file's own scale, as a microscopist runs it (the Predictor's border
     context, the one the model was calibrated to). Each image counts three times, as
     recorded, with its x-ray hits and hot pixels replaced (as the user's software may have done),
     and with a smooth background added (uneven illumination, a support's thickness; one seed per
-    image): a model must hold on all three. ``mirror_border``: as :class:`Predictor` (default: the model's own)."""
-    predictor = Predictor(model, output="logits", mirror_border=mirror_border)
+    image): a model must hold on all three. ``mirror_border`` and ``level``: as :class:`Predictor`
+    (default: the model's own)."""
+    predictor = Predictor(model, output="logits", mirror_border=mirror_border, level=level)
     masks = [(m, io.read(m)[0] > 0) for m in sorted((subset / split / "masks").glob("*.png"))]
     images = (
         (index, io.read(subset / split / "images" / f"{m.stem}.tif")[0], truth)

@@ -78,6 +78,14 @@ def test_recalibrating_a_shipped_folder_keeps_its_weights(tmp_path):
     assert sha256_file(folder / "model.safetensors") == before
     meta = json.loads((folder / "config.json").read_text())["emzoo"]
     assert meta["border"] == chosen["border"] and meta["polarity_confidence"] == chosen["polarity_confidence"]
+    assert meta["level"] == chosen["level"] in ("off", "plane") and set(chosen["level_scores"]) == {"off", "plane"}
+    scores = chosen["level_scores"]
+    plane_no_worse = scores["plane"]["dice"] >= scores["off"]["dice"] - 0.005 and all(
+        scores["plane"][k] <= scores["off"][k] + 0.005 for k in ("particle_free_area", "strip_excess")
+    )
+    assert (chosen["level"] == "plane") == plane_no_worse
+    assert Predictor(emzoo.load(folder)).level == chosen["level"]
+    assert f"levelling `{chosen['level']}`" in (folder / "README.md").read_text()
     dice = next(m["value"] for m in meta["metrics"] if m["name"] == "whole_dice")
     assert dice == chosen["test"]["whole_dice"]  # the card's metrics are the ones scored with the choice
     assert f"border context `{chosen['border']}`" in (folder / "README.md").read_text()

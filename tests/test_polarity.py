@@ -51,6 +51,7 @@ def test_the_right_way_up_is_left_alone_even_where_particles_fill_the_frame(seg)
     assert predictor.last_scale.polarity == "as-is"
     scene, _ = haadf_scene((256, 256), [(70, 70), (170, 90), (120, 190)], [16, 20, 18])
     assert image_contrast(scene) == "bright"
+    predictor, as_is = Predictor(seg, level="off"), Predictor(seg, polarity="as-is", level="off")  # one pass each
     calls = []
     predictor._at_scale = lambda *a, run=predictor._at_scale: calls.append(1) or run(*a)
     np.testing.assert_allclose(predictor(scene), as_is(scene), atol=1e-6)

@@ -47,6 +47,7 @@ def _cmd_predict(args) -> None:
         scale=options.scale,
         mirror_border=None if args.border is None else args.border == "mirror",
         polarity=args.polarity,
+        level=args.level,
     )  # checks every argument before any image is read
     report = predict_files(predictor, args.inputs, args.output_dir, options, progress=not args.quiet)
     print(json.dumps(dict(report.to_dict(), precision=predictor.precision), indent=2))
@@ -102,6 +103,14 @@ def add_commands(sub) -> None:
         choices=("auto", "as-is", "inverted"),
         help="segmentation: invert an image whose particles have the other contrast than the model's "
         "(auto: when the image's intensities and the model agree; reported in the summary)",
+    )
+    p.add_argument(
+        "--level",
+        default="auto",
+        choices=("auto", "off", "plane"),
+        help="segmentation: plane = a second pass on the image less the plane fitted under the first pass's "
+        "background (uneven illumination, a thickness gradient: no ramp called particle); auto: as the checkpoint "
+        "was calibrated (its card says which)",
     )
     p.add_argument("--min-area-nm2", type=float, help="smallest particle kept (default: 0.4 nm across)")
     p.add_argument("--exclude-border", action="store_true", help="drop particles cut by the image border")

@@ -139,6 +139,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         particle_px=meta.get("particle_px"),
         border=meta.get("border"),
         polarity_confidence=meta.get("polarity_confidence"),
+        level=meta.get("level", "off"),
         normalization=meta.get("normalization", "standardize"),
         remove_outliers=meta.get("remove_outliers", False),
         despike_prob=meta.get("despike_prob", 0.0),

@@ -16,6 +16,7 @@ from torch import nn
 from emzoo.errors import ConfigError, DataError
 from emzoo.hub import load
 from emzoo.inference.engines import make_engine
+from emzoo.inference.levelling import check_level, level, model_level
 from emzoo.inference.polarity import (
     check_polarity,
     image_contrast,
@@ -105,6 +106,7 @@ class Predictor:
         scale: float | str = "auto",
         mirror_border: bool | None = None,
         polarity: str = "auto",
+        level: str = "auto",
         on_batch: Callable[[], None] | None = None,
     ) -> None:
         if isinstance(model, str | Path):  # a zoo name, hf-hub:ORG/NAME or a folder, as emzoo.load takes
@@ -144,6 +146,10 @@ class Predictor:
             raise ConfigError("polarity='inverted': only segmentation models have a particle contrast to match")
         self.particle_contrast = model_particle_contrast(model) if self.task.segmentation else None
         self.polarity_confidence = model_polarity_confidence(model)
+        # segmentation: a second pass on the image less the plane under the first pass's background
+        self.level = model_level(model) if check_level(level) == "auto" else level
+        if self.level == "plane" and not self.task.segmentation:
+            raise ConfigError("level='plane': only segmentation models have a background to level under")
         self.engine = make_engine(model, engine, channels_last, precision)
         self.precision = getattr(self.engine, "precision", "float32")
         # called after every forward pass: a GUI's progress, or its cancel (by raising)
@@ -154,12 +160,28 @@ class Predictor:
     def __call__(self, image: np.ndarray, pixel_size: float | None = None, scale: float | str | None = None):
         """``pixel_size`` (nm/px), when known, keeps the working grid near the model's trained pixel
         sizes; ``scale`` (default: the predictor's) is a zoom factor or ``"auto"``. The choice is
-        kept in ``self.last_scale`` and logged. ``polarity`` (segmentation): see
-        :mod:`emzoo.inference.polarity`."""
+        kept in ``self.last_scale`` and logged. ``polarity`` and ``level`` (segmentation): see
+        :mod:`emzoo.inference.polarity` and :mod:`emzoo.inference.levelling`."""
         image = check_image_array(image)
         pixel_size = check_pixel_size(pixel_size)
         scale = self.scale if scale is None else check_scale(scale)
-        x, params = self.normalized(image)
+        choice, result, params = self._once(image, pixel_size, scale)
+        if self.level == "plane":
+            levelled = level(image, 1, background=self._foreground(result, params) <= 0.5)
+            if levelled is not None:  # scaled as the image was: the ramp goes, the texture's contrast stays
+                choice, result, params = self._once(levelled, pixel_size, scale, params)
+            choice.levelled = levelled is not None
+        self.last_scale = choice
+        _log.info("%s", choice.describe())
+        return self.task.finish(result, self.output, params)
+
+    def _once(
+        self, image: np.ndarray, pixel_size: float | None, scale, params: tuple[float, float] | None = None
+    ) -> tuple[ScaleChoice, np.ndarray, tuple[float, float]]:
+        """One pass: the working scale and polarity chosen, the network's raw output on the
+        input's grid (twice its size for super-resolution) and the normalisation's parameters
+        (``params``: these, not the image's own)."""
+        x, params = self.normalized(image, params)
         inverted = self.polarity == "inverted"
         choice, result = self._at_scale(-x if inverted else x, pixel_size, scale, params)
         auto = self.polarity == "auto" and self.particle_contrast is not None
@@ -172,18 +194,17 @@ class Predictor:
             choice.polarity = "inverted" if inverted else "as-is"
         if pixel_size:
             choice.working_pixel_size_nm = pixel_size / choice.zoom
-        self.last_scale = choice
-        _log.info("%s", choice.describe())
         scale_out = self.task.output_scale
-        result = resample(result, (scale_out * x.shape[0], scale_out * x.shape[1]))
-        return self.task.finish(result, self.output, params)
+        return choice, resample(result, (scale_out * x.shape[0], scale_out * x.shape[1])), params
 
-    def normalized(self, image: np.ndarray) -> tuple[np.ndarray, dict]:
+    def normalized(
+        self, image: np.ndarray, params: tuple[float, float] | None = None
+    ) -> tuple[np.ndarray, tuple[float, float]]:
         """``image`` as the network sees it (spikes replaced where the model's training data had
-        them replaced, then the model's normalisation) and the normalisation's parameters."""
+        them replaced, then the model's normalisation, or ``params``) and the normalisation's parameters."""
         if self.remove_outliers:
             image = remove_outliers(image)
-        params = norm_params(image, self.normalization)
+        params = norm_params(image, self.normalization) if params is None else params
         return apply_params(image, params), params
 
     def _at_scale(self, x: np.ndarray, pixel_size: float | None, scale, params) -> tuple[ScaleChoice, np.ndarray]:
@@ -264,6 +285,7 @@ def predict(
     precision: str = "float32",
     scale: float | str = "auto",
     polarity: str = "auto",
+    level: str = "auto",
 ) -> np.ndarray:
     """Run ``model`` over a 2-D image of any size; numpy in, numpy out.
 
@@ -282,6 +304,9 @@ def predict(
     ``polarity`` (segmentation): ``"auto"`` inverts an image whose particles have the other contrast
     than the model's (an inverted export, a BF-STEM image for a HAADF model), ``"as-is"`` never,
     ``"inverted"`` always (see :mod:`emzoo.inference.polarity`).
+    ``level`` (segmentation): ``"plane"`` runs a second pass on the image less the plane fitted under
+    the first pass's background (uneven illumination, a support's thickness gradient), ``"off"``
+    never, ``"auto"`` as the checkpoint was calibrated (see :mod:`emzoo.inference.levelling`).
     For many images, build a :class:`Predictor` once instead; its ``last_scale`` says what ran.
     """
     predictor = Predictor(
@@ -297,5 +322,6 @@ def predict(
         precision=precision,
         scale=scale,
         polarity=polarity,
+        level=level,
     )
     return predictor(image, pixel_size)

@@ -55,6 +55,7 @@ class ScaleChoice:
     particle_diameter_px: float | None = None  # median particle diameter on the working grid
     candidates: list | None = None  # (zoom, fit, median diameter px) per rung, for auto
     polarity: str | None = None  # segmentation: "as-is" or "inverted" (emzoo.inference.polarity)
+    levelled: bool | None = None  # segmentation with level="plane": whether a plane was subtracted
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -67,6 +68,8 @@ class ScaleChoice:
             text += f", particles ~{self.particle_diameter_px:.0f} px across there"
         if self.polarity == "inverted":
             text += ", image inverted (its particles have the other contrast than the model's)"
+        if self.levelled:
+            text += ", levelled (the plane under the first pass's background subtracted)"
         return text
 
 
