@@ -155,8 +155,9 @@ def calibrate(
     threshold: bool = True,
 ) -> dict:
     """Choose the border, the levelling, the decision threshold (unless ``threshold=False``: a
-    shipped model's weights stay as they are) and the polarity confidence of the segmentation model in ``folder``
-    on the validation split, in that order (each with the ones before), and save them with it.
+    shipped model's weights stay as they are) and the polarity confidence of the segmentation model
+    in ``folder`` on the validation split, in that order (each with the ones before), and save them
+    with it.
     ``max_false_area``: the threshold may call no more of the particle-free images particle."""
     model = load(folder, verify=False)
     model.emzoo_cfg.pop("source", None)
@@ -196,8 +197,9 @@ def write_config_fields(folder: Path, model, fields: dict) -> None:
 
 
 def recalibrate(folder: Path, entry: ZooEntry, corpus: Path) -> dict:
-    """Choose a built checkpoint's border, levelling and polarity confidence again (its weights and threshold
-    stay as they are) and score its held-out test split with them, into its config's metrics."""
+    """Choose a built checkpoint's border, levelling and polarity confidence again (its weights and
+    threshold stay as they are) and score its held-out test split with them, into its config's
+    metrics."""
     chosen = calibrate(folder, entry, corpus, threshold=False)
     test = held_out(folder, entry, corpus)
     model = load(folder, verify=False)

@@ -8,7 +8,8 @@ plane or quadric fitted to the whole image removed the ramp but cost Dice on the
 0.92 -> 0.87 / 0.79: large particles bend the fit); fitted under the first pass's background it
 removes the ramp at a smaller cost (docs/bench_levelling.md), which decides per checkpoint. The
 second pass keeps the first's normalisation: standardised again, a bare lattice without its
-gradient gained contrast and was called particle (U-Net HAADF, a despiked test lattice: 2.1% -> 12.6%; kept: 4.2%).
+gradient gained contrast and was called particle (U-Net HAADF, a despiked test lattice: 2.1% ->
+12.6%; kept: 4.2%).
 ``level="plane"`` costs a second pass; ``"auto"`` is the checkpoint's own choice (``level`` in its
 config, made on its validation split by :mod:`emzoo.calibration`), ``"off"`` where it has none.
 """
@@ -58,10 +59,10 @@ def level(image: np.ndarray, order: int = 1, background: np.ndarray | None = Non
 
     medians = np.median(blocks(np.asarray(image, np.float64)), -1)
     usable = np.ones(len(medians), bool) if background is None else blocks(background).mean(-1) >= MIN_BACKGROUND
-    if usable.sum() < 3 * len(_design(np.zeros(1), np.zeros(1), order)[0]):
-        return None
     centres = (np.arange(BLOCKS) + 0.5) / BLOCKS - 0.5
     a = _design(*np.meshgrid(centres, centres, indexing="ij"), order)
+    if usable.sum() < 3 * a.shape[1]:  # three blocks per coefficient at least
+        return None
     keep = usable.copy()
     for _ in range(3):
         coef = np.linalg.lstsq(a[keep], medians[keep], rcond=None)[0]
