@@ -6,7 +6,9 @@ For each model: pixel-pooled Dice on the first ``--limit`` validation frames of 
 (particle-free frames: mean area called particle) and the area called particle on the empty
 supports of ``scripts/bench_empty_support.py``, as recorded, levelled by a plane and by a quadric
 fitted to the whole image, and with ``level="plane"`` (the plane fitted under what a first pass
-calls background; :mod:`emzoo.inference.levelling`). ``emzoo.predict`` as a user runs it otherwise.
+calls background, subtracted only where it rises clearly above the background's scatter; how many
+validation frames it levelled is counted; :mod:`emzoo.inference.levelling`). ``emzoo.predict``
+as a user runs it otherwise.
 Writes docs/bench_levelling.json/.md.
 
     .venv/bin/python scripts/bench_levelling.py [--models NAME ...] [--limit N]
@@ -56,11 +58,13 @@ def bench_model(name: str, limit: int) -> dict:
     folder = corpus / "segment" / group / "val"
     frames = [r for r in records(corpus, split="val") if SEGMENT_GROUP.get(r["modality"]) == group][:limit]
     overlap, total, free = np.zeros(len(VARIANTS)), np.zeros(len(VARIANTS)), [[] for _ in VARIANTS]
+    levelled = 0
     for r in frames:
         image = io.read(folder / "images" / f"{r['name']}.tif")[0].astype(np.float64)
         truth = io.read(folder / "instances" / f"{r['name']}.tif")[0] > 0
         for k, order in enumerate(VARIANTS.values()):
             mask = segment(predictors, image, r["pixel_size_nm"], order)
+            levelled += order < 0 and bool(predictors["plane"].last_scale.levelled)
             if truth.any():
                 overlap[k] += (mask & truth).sum()
                 total[k] += mask.sum() + truth.sum()
@@ -73,6 +77,7 @@ def bench_model(name: str, limit: int) -> dict:
     return {
         "model": name,
         "frames": len(frames),
+        "frames_levelled": int(levelled),
         "dice": [round(float(v), 4) for v in 2 * overlap / np.maximum(total, 1)],
         "particle_free_area": [round(float(np.mean(v)), 4) if v else None for v in free],
         "empty_supports": empty,
@@ -105,7 +110,8 @@ def main() -> None:
         cells = [" / ".join(f"{v:.3f}" for v in row["dice"])]
         cells.append(" / ".join("-" if v is None else f"{100 * v:.1f}%" for v in row["particle_free_area"]))
         cells += [" / ".join(f"{100 * v:.1f}%" for v in areas) for areas in row["empty_supports"].values()]
-        lines.append(f"| {row['model']} ({row['frames']} frames) | " + " | ".join(cells) + " |")
+        frames = f"{row['frames']} frames, {row['frames_levelled']} levelled"
+        lines.append(f"| {row['model']} ({frames}) | " + " | ".join(cells) + " |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(args.out.with_suffix(".md").read_text())
 

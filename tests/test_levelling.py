@@ -29,6 +29,18 @@ def test_a_plane_under_the_background_is_removed_and_the_particles_kept():
     assert np.std(whole[~particle]) > 2 * np.std(levelled[~particle])
 
 
+def test_only_a_plane_that_rises_above_the_background_s_scatter_is_removed():
+    flat = 100 + RNG.normal(0, 10, XX.shape)
+    assert level(flat, 1, min_swing=10) is None  # a plane fitted to noise is no ramp
+    assert level(flat, 1) is not None
+    assert level(flat + 30 * XX, 1, min_swing=10) is not None
+    # low-dose counts (as bench_empty_support's): every block's median is one of a few integers,
+    # their means still show the ramp
+    rng, x = np.random.default_rng(3), np.mgrid[0:512, 0:512][1] / 512
+    assert level(rng.poisson(5 + 2 * x).astype(np.float64), 1, min_swing=10) is not None
+    assert level(rng.poisson(6, x.shape).astype(np.float64), 1, min_swing=10) is None
+
+
 def test_too_small_or_too_little_background_is_left_alone():
     assert level(np.ones((32, 32)), 1) is None
     assert level(np.ones((128, 128)), 1, background=np.zeros((128, 128), bool)) is None

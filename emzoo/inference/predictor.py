@@ -16,7 +16,7 @@ from torch import nn
 from emzoo.errors import ConfigError, DataError
 from emzoo.hub import load
 from emzoo.inference.engines import make_engine
-from emzoo.inference.levelling import check_level, level, model_level
+from emzoo.inference.levelling import SIGNIFICANT_SWING, check_level, level, model_level
 from emzoo.inference.polarity import (
     check_polarity,
     image_contrast,
@@ -167,7 +167,7 @@ class Predictor:
         scale = self.scale if scale is None else check_scale(scale)
         choice, result, params = self._once(image, pixel_size, scale)
         if self.level == "plane":
-            levelled = level(image, 1, background=self._foreground(result, params) <= 0.5)
+            levelled = level(image, 1, self._foreground(result, params) <= 0.5, SIGNIFICANT_SWING)
             if levelled is not None:  # scaled as the image was: the ramp goes, the texture's contrast stays
                 choice, result, params = self._once(levelled, pixel_size, scale, params)
             choice.levelled = levelled is not None
