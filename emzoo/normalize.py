@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.stats import median_abs_deviation
 
 from emzoo.errors import ConfigError
 
@@ -24,7 +25,7 @@ def remove_outliers(image: np.ndarray, threshold: float = 5.0, size: int = 3, ta
     image = image.astype(np.float64 if image.dtype == np.float64 else np.float32, copy=False)  # no uint wrap-around
     median = ndimage.median_filter(image, size=size, mode="reflect")
     residual = image - median
-    mad = np.median(np.abs(residual - np.median(residual))) * 1.4826
+    mad = median_abs_deviation(residual, axis=None, scale="normal")
     if mad == 0:
         mad = float(residual.std()) or 1.0
     low, high = np.percentile(image, [tail, 100 - tail])

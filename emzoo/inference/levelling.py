@@ -21,6 +21,7 @@ config, made on its validation split by :mod:`emzoo.calibration`), ``"off"`` whe
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import median_abs_deviation
 from torch import nn
 
 from emzoo.errors import ConfigError
@@ -75,15 +76,15 @@ def level(
     keep = usable.copy()
     for _ in range(3):
         coef = np.linalg.lstsq(a[keep], medians[keep], rcond=None)[0]
-        residual = medians - a @ coef
-        centre = np.median(residual[keep])
-        spread = 1.4826 * np.median(np.abs(residual[keep] - centre)) + 1e-12
-        keep = usable & (np.abs(residual - centre) < 2.5 * spread)
+        fitted = a @ coef
+        residual = medians - fitted
+        spread = median_abs_deviation(residual[keep], scale="normal") + 1e-12
+        keep = usable & (np.abs(residual - np.median(residual[keep])) < 2.5 * spread)
         if keep.sum() < len(coef):
             return None
     if min_swing > 0:  # means, not medians: low-dose counts make every block's median the same integer
-        scatter = tiles.mean(-1)[keep] - a[keep] @ coef
-        if np.ptp(a @ coef) < min_swing * 1.4826 * np.median(np.abs(scatter - np.median(scatter))):
+        scatter = median_abs_deviation(tiles.mean(-1)[keep] - fitted[keep], scale="normal")
+        if np.ptp(fitted) < min_swing * scatter:
             return None
     yy, xx = np.meshgrid((np.arange(h) + 0.5) / h - 0.5, (np.arange(w) + 0.5) / w - 0.5, indexing="ij")
     surface = (_design(yy, xx, order) @ coef).reshape(h, w)
