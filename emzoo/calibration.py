@@ -3,7 +3,8 @@ built (``emzoo zoo build``) or afterwards (``emzoo zoo calibrate``): its decisio
 into the head's bias), the context framing its border (``border``) and how sure it must be of an
 inverted image's particles before ``polarity="auto"`` inverts it (``polarity_confidence``) and
 whether its images are levelled under their background first (``level``,
-:mod:`emzoo.inference.levelling`).
+:mod:`emzoo.inference.levelling`) and how sure it must be somewhere in a region it calls particle
+(``peak``, :mod:`emzoo.inference.confidence`).
 
 Each is chosen where the benches showed one setting does not suit every checkpoint: zero padding
 beat the mirrored border on every measure for HRNet HRTEM and lost Dice for U-Net 4/424; HRNet
@@ -17,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit, logit
 
 from emzoo import io
 from emzoo.fsutil import atomic_write_text
 from emzoo.hub import CARD_NAME, CONFIG_NAME, load, save_pretrained
 from emzoo.hub.cards import render_card
+from emzoo.inference.confidence import OFF, PEAKS, drop_unsure, unsure_regions
 from emzoo.inference.polarity import CONFIDENCE, image_contrast, inverted_confidence, model_particle_contrast
 from emzoo.inference.predictor import BORDERS, Predictor
 from emzoo.inference.scale import dice
@@ -102,6 +105,24 @@ def choose_level(
     return chosen, scores, pairs
 
 
+def choose_peak(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, dict[float, BorderScores]]:
+    """The highest peak up to which every peak's hysteresis is no worse than none on the split's
+    whole images (logits/truth ``pairs``, one logit) on every count, up to the split's noise: it
+    drops regions the network hedges on, true particles among them where it is unsure of those
+    too. Also the scores of the peaks tried."""
+
+    def at(peak: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(drop_unsure(lg[None], unsure_regions(expit(lg), peak))[0], truth) for lg, truth in pairs]
+
+    scores, chosen = {OFF: border_scores(pairs)}, OFF
+    for peak in PEAKS[1:]:  # upwards, stopping at the first that costs: a lone good peak above is chance
+        scores[peak] = border_scores(at(peak))
+        if not scores[peak].no_worse_than(scores[OFF], area_noise=AREA_GAIN):
+            break
+        chosen = peak
+    return chosen, scores
+
+
 def _foreground(prob: np.ndarray) -> np.ndarray:
     return prob if prob.ndim == 2 else 1.0 - prob[0]
 
@@ -155,12 +176,13 @@ def calibrate(
     threshold: bool = True,
 ) -> dict:
     """Choose the border, the levelling, the decision threshold (unless ``threshold=False``: a
-    shipped model's weights stay as they are) and the polarity confidence of the segmentation model
+    shipped model's weights stay as they are), the peak and the polarity confidence of the segmentation model
     in ``folder`` on the validation split, in that order (each with the ones before), and save them
     with it.
     ``max_false_area``: the threshold may call no more of the particle-free images particle."""
     model = load(folder, verify=False)
     model.emzoo_cfg.pop("source", None)
+    model.emzoo_cfg.pop("peak", None)  # the validation pairs below keep every region
     subset = corpus / RECIPES[entry.recipe].subset
     border, border_table, border_pairs = choose_border(model, subset)
     model.emzoo_cfg["border"] = border
@@ -168,14 +190,18 @@ def calibrate(
     level, level_table, level_pairs = choose_level(model, subset, border_pairs[border])
     model.emzoo_cfg["level"] = chosen["level"] = level
     chosen["level_scores"] = {k: vars(v) for k, v in level_table.items()}
+    pairs = level_pairs[level]  # the validation pairs as chosen so far: the weights are unchanged
     if threshold:
-        pairs = level_pairs[level]  # the validation pairs as chosen so far: the weights are unchanged
         empty = [logits for logits, truth in pairs if not truth.any()] if max_false_area is not None else None
         chosen["threshold"] = calibrate_threshold(
             model, [p for p in pairs if p[1].any()], empty_logits=empty, max_false_area=max_false_area
         )
         if chosen["threshold"] != 0.5:
             model.emzoo_cfg["calibrated_threshold"] = chosen["threshold"]
+            pairs = [(lg - logit(chosen["threshold"]), truth) for lg, truth in pairs]  # as folded into the bias
+    peak, peak_table = choose_peak(pairs)
+    model.emzoo_cfg["peak"] = chosen["peak"] = peak
+    chosen["peak_scores"] = {str(k): vars(v) for k, v in peak_table.items()}
     cases = polarity_cases(model, subset)
     chosen["polarity_confidence"] = choose_polarity_confidence(cases)
     chosen["polarity_cases"] = len(cases)
@@ -183,7 +209,7 @@ def calibrate(
     if threshold:
         save_pretrained(model, folder, weights_dtype=model.emzoo_cfg.get("weights_dtype", "float32"))
     else:
-        write_config_fields(folder, model, {k: chosen[k] for k in ("border", "level", "polarity_confidence")})
+        write_config_fields(folder, model, {k: chosen[k] for k in ("border", "level", "peak", "polarity_confidence")})
     return chosen
 
 
@@ -197,7 +223,7 @@ def write_config_fields(folder: Path, model, fields: dict) -> None:
 
 
 def recalibrate(folder: Path, entry: ZooEntry, corpus: Path) -> dict:
-    """Choose a built checkpoint's border, levelling and polarity confidence again (its weights and
+    """Choose a built checkpoint's border, levelling, peak and polarity confidence again (its weights and
     threshold stay as they are) and score its held-out test split with them, into its config's
     metrics."""
     chosen = calibrate(folder, entry, corpus, threshold=False)

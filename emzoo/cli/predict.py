@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 
-def _scale(text: str) -> float | str:
+def _auto_or_number(flag: str, text: str, expected: str) -> float | str:
     if text == "auto":
         return text
     try:
@@ -13,7 +13,7 @@ def _scale(text: str) -> float | str:
     except ValueError:
         from emzoo.errors import ConfigError
 
-        raise ConfigError(f"--scale {text!r}: expected 'auto' or a zoom factor such as 0.5") from None
+        raise ConfigError(f"{flag} {text!r}: expected 'auto' or {expected}") from None
 
 
 def _cmd_predict(args) -> None:
@@ -34,7 +34,7 @@ def _cmd_predict(args) -> None:
         exclude_border=args.exclude_border,
         overwrite=args.overwrite,
         skip_bad=args.skip_bad,
-        scale=_scale(args.scale),
+        scale=_auto_or_number("--scale", args.scale, "a zoom factor such as 0.5"),
     )
     predictor = Predictor(
         load(args.model, device=args.device),
@@ -48,6 +48,7 @@ def _cmd_predict(args) -> None:
         mirror_border=None if args.border is None else args.border == "mirror",
         polarity=args.polarity,
         level=args.level,
+        peak=_auto_or_number("--peak", args.peak, "a probability in [0.5, 1)"),
     )  # checks every argument before any image is read
     report = predict_files(predictor, args.inputs, args.output_dir, options, progress=not args.quiet)
     print(json.dumps(dict(report.to_dict(), precision=predictor.precision), indent=2))
@@ -111,6 +112,12 @@ def add_commands(sub) -> None:
         help="segmentation: plane = a second pass on the image less the plane fitted under the first pass's "
         "background (uneven illumination, a thickness gradient: no ramp called particle); auto: as the checkpoint "
         "was calibrated (its card says which)",
+    )
+    p.add_argument(
+        "--peak",
+        default="auto",
+        help="segmentation: keep a region called particle only where its probability reaches this somewhere "
+        "(0.5: keep every region); auto: as the checkpoint was calibrated (its card says which)",
     )
     p.add_argument("--min-area-nm2", type=float, help="smallest particle kept (default: 0.4 nm across)")
     p.add_argument("--exclude-border", action="store_true", help="drop particles cut by the image border")

@@ -140,6 +140,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         border=meta.get("border"),
         polarity_confidence=meta.get("polarity_confidence"),
         level=meta.get("level", "off"),
+        peak=meta.get("peak", 0.5),
         normalization=meta.get("normalization", "standardize"),
         remove_outliers=meta.get("remove_outliers", False),
         despike_prob=meta.get("despike_prob", 0.0),

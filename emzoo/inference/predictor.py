@@ -15,6 +15,7 @@ from torch import nn
 
 from emzoo.errors import ConfigError, DataError
 from emzoo.hub import load
+from emzoo.inference.confidence import OFF, check_peak, drop_unsure, model_peak, unsure_regions
 from emzoo.inference.engines import make_engine
 from emzoo.inference.levelling import SIGNIFICANT_SWING, check_level, level, model_level
 from emzoo.inference.polarity import (
@@ -107,6 +108,7 @@ class Predictor:
         mirror_border: bool | None = None,
         polarity: str = "auto",
         level: str = "auto",
+        peak: float | str = "auto",
         on_batch: Callable[[], None] | None = None,
     ) -> None:
         if isinstance(model, str | Path):  # a zoo name, hf-hub:ORG/NAME or a folder, as emzoo.load takes
@@ -150,6 +152,10 @@ class Predictor:
         self.level = model_level(model) if check_level(level) == "auto" else level
         if self.level == "plane" and not self.task.segmentation:
             raise ConfigError("level='plane': only segmentation models have a background to level under")
+        # segmentation: regions kept only where the network's probability peaks at this or above
+        self.peak = model_peak(model) if check_peak(peak) == "auto" else peak
+        if self.peak > OFF and not self.task.segmentation:
+            raise ConfigError(f"peak={peak}: only segmentation models have particle probabilities to peak")
         self.engine = make_engine(model, engine, channels_last, precision)
         self.precision = getattr(self.engine, "precision", "float32")
         # called after every forward pass: a GUI's progress, or its cancel (by raising)
@@ -171,6 +177,10 @@ class Predictor:
             if levelled is not None:  # scaled as the image was: the ramp goes, the texture's contrast stays
                 choice, result, params = self._once(levelled, pixel_size, scale, params)
             choice.levelled = levelled is not None
+        if self.peak > OFF:
+            unsure = unsure_regions(self._foreground(result, params), self.peak)
+            choice.unsure_dropped = int(unsure.sum())
+            result = drop_unsure(result, unsure)
         self.last_scale = choice
         _log.info("%s", choice.describe())
         return self.task.finish(result, self.output, params)
@@ -286,6 +296,7 @@ def predict(
     scale: float | str = "auto",
     polarity: str = "auto",
     level: str = "auto",
+    peak: float | str = "auto",
 ) -> np.ndarray:
     """Run ``model`` over a 2-D image of any size; numpy in, numpy out.
 
@@ -307,6 +318,9 @@ def predict(
     ``level`` (segmentation): ``"plane"`` runs a second pass on the image less the plane fitted under
     the first pass's background (uneven illumination, a support's thickness gradient), ``"off"``
     never, ``"auto"`` as the checkpoint was calibrated (see :mod:`emzoo.inference.levelling`).
+    ``peak`` (segmentation): a region called particle is kept only where its probability reaches
+    ``peak`` somewhere (0.5: every region); ``"auto"`` as the checkpoint was calibrated (see
+    :mod:`emzoo.inference.confidence`).
     For many images, build a :class:`Predictor` once instead; its ``last_scale`` says what ran.
     """
     predictor = Predictor(
@@ -323,5 +337,6 @@ def predict(
         scale=scale,
         polarity=polarity,
         level=level,
+        peak=peak,
     )
     return predictor(image, pixel_size)

@@ -56,6 +56,7 @@ class ScaleChoice:
     candidates: list | None = None  # (zoom, fit, median diameter px) per rung, for auto
     polarity: str | None = None  # segmentation: "as-is" or "inverted" (emzoo.inference.polarity)
     levelled: bool | None = None  # segmentation with level="plane": whether a plane was subtracted
+    unsure_dropped: int | None = None  # segmentation with a peak: pixels of regions it never reached
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -70,6 +71,8 @@ class ScaleChoice:
             text += ", image inverted (its particles have the other contrast than the model's)"
         if self.levelled:
             text += ", levelled (the plane under the first pass's background subtracted)"
+        if self.unsure_dropped:
+            text += f", {self.unsure_dropped} px in regions the model was never sure of left as background"
         return text
 
 
