@@ -118,3 +118,27 @@ def test_segmentation_also_trains_on_smooth_backgrounds(monkeypatch):
     for share, task, target in ((1.0, "segment", mask), (0.0, "segment", mask), (1.0, "denoise", image)):
         SampleRecipe(task, image_size=64, background_prob=share)(image, target, "x", np.random.default_rng(3))
     assert len(calls) == 1  # segmentation's training frames only
+
+
+def test_segmentation_also_trains_on_zoomed_windows():
+    """30% of the segmentation recipes' frames are a window of 40-75% of the frame enlarged to the
+    crop and normalised on its own (a user's zoomed crop): the label moves with the image, and a
+    window of bare support comes out stretched to unit std, labelled background."""
+    cfg = TrainConfig.from_recipe("unet-4-424-emsim-hrtem-seg", data="d", output_dir="x")
+    assert cfg.zoom_window_prob == 0.3 and cfg.identity()["zoom_window_prob"] == 0.3
+    assert not TrainConfig.from_recipe("unet-4-424-emsim-denoise", data="d", output_dir="x").zoom_window_prob
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 5, (128, 128)).astype(np.float32)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[44:84, 44:84] = 1  # in every window of >= 40% of the frame
+    image[mask > 0] += 60
+    window, label = transforms.zoomed_window(image, mask, np.random.default_rng(1), size=96)
+    assert window.shape == label.shape == (96, 96)
+    assert label.any() and ((window > 130) == (label > 0)).mean() > 0.97  # the particle and its label stay aligned
+    sizes = {int(transforms.zoomed_window(image, mask, np.random.default_rng(s), size=96)[1].sum()) for s in range(8)}
+    assert max(sizes) > 1.5 * 40 * 40 * (96 / 128) ** 2  # particles enlarged beyond what the frame holds
+    bare = rng.normal(100, 5, (128, 128)).astype(np.float32)
+    sample = SampleRecipe("segment", image_size=64, zoom_window_prob=1.0)(
+        bare, np.zeros((128, 128), np.uint8), "x", np.random.default_rng(2)
+    )
+    assert sample["image"].std() > 0.9 and not sample["target"].any()  # stretched as such a crop is at prediction

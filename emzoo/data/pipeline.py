@@ -53,6 +53,7 @@ class SampleRecipe:
     despike_prob: float = 0.0  # augmentation: spikes replaced in this share of the frames
     detector_noise_prob: float = 0.0  # augmentation (denoising): frames recorded again, see detector_recording
     background_prob: float = 0.0  # augmentation (segmentation): a smooth background added, see smooth_background
+    zoom_window_prob: float = 0.0  # augmentation (segmentation): a window enlarged to the crop, see zoomed_window
     seed: int = 0
 
     def __call__(self, image, target, name, rng) -> dict[str, torch.Tensor]:
@@ -73,7 +74,9 @@ class SampleRecipe:
             target = _check_mask(target, name, self.num_classes)
             if self.augment and self.background_prob and rng.random() < self.background_prob:
                 image = T.smooth_background(image, rng)
-            if self.augment:
+            if self.augment and self.zoom_window_prob and rng.random() < self.zoom_window_prob:
+                image, target = T.zoomed_window(image, target, rng, size=in_size or min(image.shape))
+            elif self.augment:
                 image, target = T.random_rescale(image, target, rng, min_size=in_size)
         image, params = normalize(image, self.normalization)
         if target is not None and not task.segmentation:  # restoration targets: the input's normalisation
@@ -175,6 +178,7 @@ def load_dataset(
     despike_prob: float = 0.0,
     detector_noise_prob: float = 0.0,
     background_prob: float = 0.0,
+    zoom_window_prob: float = 0.0,
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -214,6 +218,7 @@ def load_dataset(
         despike_prob=despike_prob,
         detector_noise_prob=detector_noise_prob,
         background_prob=background_prob,
+        zoom_window_prob=zoom_window_prob,
         seed=seed,
     )
     if isinstance(spec.source, _HFStream):

@@ -39,6 +39,7 @@ class Corruption:
 
 
 BACKGROUND_STRENGTH = (0.5, 3.0)  # a smooth background's std, in units of the image's
+ZOOM_WINDOW = (0.4, 0.75)  # a zoomed window's side, as a share of the frame's shorter side
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -79,6 +80,28 @@ def random_rescale(
     image = ndimage.zoom(image, scale, order=1)
     if target is not None:
         target = ndimage.zoom(target, scale, order=0)
+    return image, target
+
+
+def zoomed_window(
+    image: np.ndarray,
+    target: np.ndarray | None,
+    rng: np.random.Generator,
+    size: int,
+    fraction=ZOOM_WINDOW,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A random window of ``fraction`` of the frame enlarged to ``size`` (bilinear image, nearest
+    mask): what a user's crop of a larger micrograph, zoomed, gives the network. Normalised after
+    this, a window of bare support is stretched to full contrast on its own, as such a crop is at
+    prediction (the models called 10-60% of one particle), and particles reach sizes the frames
+    never hold whole."""
+    side = max(2, round(min(image.shape) * float(rng.uniform(*fraction))))
+    top, left = random_crop_box(image.shape, side, rng)
+    window = np.s_[top : top + side, left : left + side]
+    factor = size / side
+    image = ndimage.zoom(image[window].astype(np.float32, copy=False), factor, order=1, grid_mode=True, mode="nearest")
+    if target is not None:
+        target = ndimage.zoom(target[window], factor, order=0, grid_mode=True, mode="nearest")
     return image, target
 
 

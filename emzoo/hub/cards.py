@@ -146,6 +146,7 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         despike_prob=meta.get("despike_prob", 0.0),
         detector_noise_prob=meta.get("detector_noise_prob", 0.0),
         background_prob=meta.get("background_prob", 0.0),
+        zoom_window_prob=meta.get("zoom_window_prob", 0.0),
         output=get_task(task).output_text,
         base_model=base_model,
         weights_status=weights_status,

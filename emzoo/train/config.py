@@ -20,7 +20,8 @@ from emzoo.zoo import RECIPES, ZOO
 
 _log = logging.getLogger("emzoo.train")
 LR_SCHEDULES = ("constant", "cosine")
-AUGMENTATIONS = ("despike_prob", "detector_noise_prob", "background_prob")  # shares of the training frames changed
+# the shares of the training frames the data pipeline changes
+AUGMENTATIONS = ("despike_prob", "detector_noise_prob", "background_prob", "zoom_window_prob")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class TrainConfig:
     despike_prob: float = 0.0  # augmentation: the share of training frames with their spikes replaced
     detector_noise_prob: float = 0.0  # denoising: the share of frames recorded again with a detector's noise
     background_prob: float = 0.0  # segmentation: the share of frames given a smooth random background
+    zoom_window_prob: float = 0.0  # segmentation: the share of frames replaced by a zoomed window of them
     betas: tuple[float, float] = (0.5, 0.999)
     l1_lambda: float = 100.0
     num_classes: int = 1
@@ -140,6 +142,7 @@ class TrainConfig:
             despike_prob=recipe.despike_prob,
             detector_noise_prob=recipe.detector_noise_prob,
             background_prob=recipe.background_prob,
+            zoom_window_prob=recipe.zoom_window_prob,
             extra={"zoo_name": entry.name},
         )
         settings.update({k: v for k, v in overrides.items() if v is not None})

@@ -71,6 +71,11 @@ class Recipe:
     # illumination, support thickness: emzoo.data.transforms.smooth_background); without it the
     # shipped models called 25-57% of an empty support with a gentle ramp particle
     background_prob: float = 0.0
+    # the share of training frames (segmentation) replaced by a random window of 40-75% of them
+    # enlarged to the frame's size and normalised on its own (emzoo.data.transforms.zoomed_window):
+    # a user's crop of bare support, stretched to full contrast, was called 10-60% particle
+    # (scripts/bench_empty_support.py), and the corpus' frames never hold its largest particles whole
+    zoom_window_prob: float = 0.0
     # segmentation: how particles look in its images ("bright", "dark"); predict's polarity="auto"
     # inverts an image of the other polarity (emzoo.inference.polarity)
     particle_contrast: str | None = None
@@ -164,6 +169,7 @@ def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs
             prior_head=False,
             despike_prob=0.5,
             background_prob=0.3,
+            zoom_window_prob=0.3,
             batch_size=4,
             image_size=256,
         )
