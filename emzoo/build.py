@@ -202,9 +202,17 @@ def build_one(
 
 def _unfinished_or_new(run_dir: Path) -> Path:
     """The run to resume, or a new folder: a finished run that was not kept (its result written, no
-    checkpoint left) stays as the log's record, and the next run of the same kind takes the next name."""
+    checkpoint left) stays as the log's record, and the next run of the same kind takes the next name.
+    So does a name the log already holds (its curve committed) whose folder is gone with a cleared
+    cache: a new run under it would overwrite that run's curve."""
+
+    def taken(candidate: Path) -> bool:
+        if not candidate.exists():
+            return (CURVES_DIR / f"{candidate.name}.png").is_file()
+        return (candidate / RESULT_FILE).is_file() and latest_checkpoint(candidate) is None
+
     candidate, n = run_dir, 1
-    while (candidate / RESULT_FILE).is_file() and latest_checkpoint(candidate) is None:
+    while taken(candidate):
         n += 1
         candidate = run_dir.with_name(f"{run_dir.name}-{n}")
     return candidate

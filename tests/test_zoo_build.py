@@ -186,3 +186,16 @@ def test_a_denoiser_is_judged_on_the_corpus_noise_and_on_a_detectors(tmp_path):
     halves = (scores["whole_psnr_recorded"], scores["whole_psnr_detector"])
     assert scores["whole_psnr"] == pytest.approx(sum(halves) / 2, abs=1e-3) and abs(halves[0] - halves[1]) > 0.01
     assert list(judge.whole_frame_psnr(model, tmp_path, get_task("bg-removal"))) == ["whole_psnr"]
+
+
+def test_a_run_name_the_log_holds_is_not_reused_after_the_cache_is_cleared(tmp_path, monkeypatch):
+    """A run the log records (its curve committed) whose folder a cleared cache lost keeps its name:
+    the next run takes the next one instead of overwriting that run's curve."""
+    monkeypatch.setattr(zoo_build, "CURVES_DIR", tmp_path / "curves")
+    (tmp_path / "curves").mkdir()
+    run = tmp_path / "runs" / f"{NAME}-warm2"
+    assert zoo_build._unfinished_or_new(run) == run
+    (tmp_path / "curves" / f"{run.name}.png").write_bytes(b"png")
+    assert zoo_build._unfinished_or_new(run) == run.with_name(f"{run.name}-2")
+    run.mkdir(parents=True)  # an unfinished run of that name on disk: resumed, whatever the log holds
+    assert zoo_build._unfinished_or_new(run) == run
