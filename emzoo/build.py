@@ -60,15 +60,9 @@ def shipped_entries() -> list[ZooEntry]:
 
 def hardware() -> dict:
     """What a checkpoint was trained on, for its card."""
-    info = {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": None,
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    cpu = platform.processor() or platform.machine()
+    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu}
 
 
 def corpus_for(recipe) -> Path:
@@ -200,19 +194,18 @@ def build_one(
     return judge_run(entry, run_dir, result, out, warm, from_pretext, previous_cost, setup_and_test)
 
 
+def _taken(run_dir: Path) -> bool:
+    """A finished run that was not kept (its result written, no checkpoint left), or a name the log
+    holds (its curve committed) whose folder went with a cleared cache: the log's records."""
+    if not run_dir.exists():
+        return (CURVES_DIR / f"{run_dir.name}.png").is_file()
+    return (run_dir / RESULT_FILE).is_file() and latest_checkpoint(run_dir) is None
+
+
 def _unfinished_or_new(run_dir: Path) -> Path:
-    """The run to resume, or a new folder: a finished run that was not kept (its result written, no
-    checkpoint left) stays as the log's record, and the next run of the same kind takes the next name.
-    So does a name the log already holds (its curve committed) whose folder is gone with a cleared
-    cache: a new run under it would overwrite that run's curve."""
-
-    def taken(candidate: Path) -> bool:
-        if not candidate.exists():
-            return (CURVES_DIR / f"{candidate.name}.png").is_file()
-        return (candidate / RESULT_FILE).is_file() and latest_checkpoint(candidate) is None
-
+    """The run to resume, or the next name after the log's records of the same kind of run."""
     candidate, n = run_dir, 1
-    while taken(candidate):
+    while _taken(candidate):
         n += 1
         candidate = run_dir.with_name(f"{run_dir.name}-{n}")
     return candidate
