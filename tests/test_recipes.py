@@ -70,13 +70,28 @@ def test_restoration_trains_on_the_whole_frames_it_is_judged_on():
         assert (cfg.image_size, cfg.batch_size) == window, task
 
 
+def assert_share(field: str, share: float, recipe_of: str, not_of: str) -> None:
+    """``recipe_of``'s checkpoint changes this share of its training frames (a run of its own, by
+    the run's identity); ``not_of``'s changes none."""
+    cfg = TrainConfig.from_recipe(recipe_of, data="d", output_dir="x")
+    assert getattr(cfg, field) == share and cfg.identity()[field] == share
+    assert not getattr(TrainConfig.from_recipe(not_of, data="d", output_dir="x"), field)
+
+
+def square_particle(top: int, bottom: int, contrast: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 128^2 noisy support with one square particle and its mask."""
+    image = np.random.default_rng(0).normal(100, 5, (128, 128)).astype(np.float32)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[top:bottom, top:bottom] = 1
+    image[mask > 0] += contrast
+    return image, mask
+
+
 def test_denoisers_also_train_on_a_real_detectors_noise():
     """The denoise recipe re-records half its frames with emzoo.data.noise's detector (the noise
     `emzoo adapt` is measured on); the input's noise is then neighbour-correlated and the target is
     in the recording's units. Other tasks' targets are not the input without noise: never re-recorded."""
-    cfg = TrainConfig.from_recipe("unet-4-424-emsim-denoise", data="d", output_dir="x")
-    assert cfg.detector_noise_prob == 0.5 and cfg.identity()["detector_noise_prob"] == 0.5
-    assert not TrainConfig.from_recipe("unet-4-424-emsim-bg-removal", data="d", output_dir="x").detector_noise_prob
+    assert_share("detector_noise_prob", 0.5, "unet-4-424-emsim-denoise", "unet-4-424-emsim-bg-removal")
     yy, xx = np.mgrid[:128, :128]
     clean = (100 + 50 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.float32)
     noisy = clean + np.random.default_rng(0).normal(0, 1, clean.shape).astype(np.float32)
@@ -101,14 +116,8 @@ def test_segmentation_also_trains_on_smooth_backgrounds(monkeypatch):
     """The segmentation recipes give 30% of their frames a smooth random background (a ramp and
     blobs, 0.5-3x the frame's std): the label stays exact, the low frequencies change, and
     restoration never gets it (its target would no longer match)."""
-    cfg = TrainConfig.from_recipe("unet-4-424-emsim-haadf-seg", data="d", output_dir="x")
-    assert cfg.background_prob == 0.3 and cfg.identity()["background_prob"] == 0.3
-    assert not TrainConfig.from_recipe("unet-4-424-emsim-denoise", data="d", output_dir="x").background_prob
-    rng = np.random.default_rng(0)
-    image = rng.normal(100, 5, (128, 128)).astype(np.float32)
-    mask = np.zeros((128, 128), np.uint8)
-    mask[40:80, 40:80] = 1
-    image[mask > 0] += 40
+    assert_share("background_prob", 0.3, "unet-4-424-emsim-haadf-seg", "unet-4-424-emsim-denoise")
+    image, mask = square_particle(40, 80, contrast=40)
     with_bg = smooth_background(image, np.random.default_rng(1))
     change = with_bg - image
     assert 0.5 * image.std() <= change.std() <= 3.0 * image.std() + 1e-3
@@ -124,20 +133,14 @@ def test_segmentation_also_trains_on_zoomed_windows():
     """30% of the segmentation recipes' frames are a window of 40-75% of the frame enlarged to the
     crop and normalised on its own (a user's zoomed crop): the label moves with the image, and a
     window of bare support comes out stretched to unit std, labelled background."""
-    cfg = TrainConfig.from_recipe("unet-4-424-emsim-hrtem-seg", data="d", output_dir="x")
-    assert cfg.zoom_window_prob == 0.3 and cfg.identity()["zoom_window_prob"] == 0.3
-    assert not TrainConfig.from_recipe("unet-4-424-emsim-denoise", data="d", output_dir="x").zoom_window_prob
-    rng = np.random.default_rng(0)
-    image = rng.normal(100, 5, (128, 128)).astype(np.float32)
-    mask = np.zeros((128, 128), np.uint8)
-    mask[44:84, 44:84] = 1  # in every window of >= 40% of the frame
-    image[mask > 0] += 60
+    assert_share("zoom_window_prob", 0.3, "unet-4-424-emsim-hrtem-seg", "unet-4-424-emsim-denoise")
+    image, mask = square_particle(44, 84, contrast=60)  # in every window of >= 40% of the frame
     window, label = transforms.zoomed_window(image, mask, np.random.default_rng(1), size=96)
     assert window.shape == label.shape == (96, 96)
     assert label.any() and ((window > 130) == (label > 0)).mean() > 0.97  # the particle and its label stay aligned
     sizes = {int(transforms.zoomed_window(image, mask, np.random.default_rng(s), size=96)[1].sum()) for s in range(8)}
     assert max(sizes) > 1.5 * 40 * 40 * (96 / 128) ** 2  # particles enlarged beyond what the frame holds
-    bare = rng.normal(100, 5, (128, 128)).astype(np.float32)
+    bare = np.random.default_rng(5).normal(100, 5, (128, 128)).astype(np.float32)
     sample = SampleRecipe("segment", image_size=64, zoom_window_prob=1.0)(
         bare, np.zeros((128, 128), np.uint8), "x", np.random.default_rng(2)
     )

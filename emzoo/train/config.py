@@ -139,10 +139,7 @@ class TrainConfig:
             l1_lambda=recipe.l1_lambda or 100.0,
             ndf=recipe.ndf,
             prior_head=recipe.prior_head,
-            despike_prob=recipe.despike_prob,
-            detector_noise_prob=recipe.detector_noise_prob,
-            background_prob=recipe.background_prob,
-            zoom_window_prob=recipe.zoom_window_prob,
+            **{name: getattr(recipe, name) for name in AUGMENTATIONS},
             extra={"zoo_name": entry.name},
         )
         settings.update({k: v for k, v in overrides.items() if v is not None})
