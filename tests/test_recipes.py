@@ -145,19 +145,3 @@ def test_segmentation_also_trains_on_zoomed_windows():
         bare, np.zeros((128, 128), np.uint8), "x", np.random.default_rng(2)
     )
     assert sample["image"].std() > 0.9 and not sample["target"].any()  # stretched as such a crop is at prediction
-
-
-def test_segmentation_also_trains_on_low_dose_empty_frames(monkeypatch):
-    """Half of the segmentation recipes' particle-free frames are recorded again at a low dose and
-    contrast (a ramp fainter than the noise, labelled background); frames with particles never are."""
-    assert_share("low_dose_empty_prob", 0.5, "unet-4-424-emsim-hrtem-seg", "unet-4-424-emsim-denoise")
-    ramp = 100 + 30 * np.mgrid[:128, :128][1] / 128.0
-    faint = transforms.low_dose_empty(ramp, np.random.default_rng(4))
-    assert faint.mean() < 40 and faint.std() > 0.5 * np.sqrt(faint.mean())  # counts at a low dose: noise-dominated
-    calls = []
-    monkeypatch.setattr(transforms, "low_dose_empty", lambda x, rng: calls.append(1) or x)
-    image, mask = square_particle(40, 80, contrast=40)
-    recipe = SampleRecipe("segment", image_size=64, low_dose_empty_prob=1.0)
-    for target in (mask, np.zeros_like(mask)):
-        recipe(image, target, "x", np.random.default_rng(3))
-    assert len(calls) == 1  # the particle-free frame only

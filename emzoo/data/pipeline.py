@@ -54,7 +54,6 @@ class SampleRecipe:
     detector_noise_prob: float = 0.0  # augmentation (denoising): frames recorded again, see detector_recording
     background_prob: float = 0.0  # augmentation (segmentation): a smooth background added, see smooth_background
     zoom_window_prob: float = 0.0  # augmentation (segmentation): a window enlarged to the crop, see zoomed_window
-    low_dose_empty_prob: float = 0.0  # augmentation (segmentation): particle-free frames, see low_dose_empty
     seed: int = 0
 
     def __call__(self, image, target, name, rng) -> dict[str, torch.Tensor]:
@@ -75,9 +74,6 @@ class SampleRecipe:
             target = _check_mask(target, name, self.num_classes)
             if self.augment and self.background_prob and rng.random() < self.background_prob:
                 image = T.smooth_background(image, rng)
-            empty = not target.any()
-            if self.augment and self.low_dose_empty_prob and empty and rng.random() < self.low_dose_empty_prob:
-                image = T.low_dose_empty(image, rng)
             if self.augment and self.zoom_window_prob and rng.random() < self.zoom_window_prob:
                 image, target = T.zoomed_window(image, target, rng, size=in_size or min(image.shape))
             elif self.augment:
@@ -183,7 +179,6 @@ def load_dataset(
     detector_noise_prob: float = 0.0,
     background_prob: float = 0.0,
     zoom_window_prob: float = 0.0,
-    low_dose_empty_prob: float = 0.0,
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -224,7 +219,6 @@ def load_dataset(
         detector_noise_prob=detector_noise_prob,
         background_prob=background_prob,
         zoom_window_prob=zoom_window_prob,
-        low_dose_empty_prob=low_dose_empty_prob,
         seed=seed,
     )
     if isinstance(spec.source, _HFStream):

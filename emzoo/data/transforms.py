@@ -40,8 +40,6 @@ class Corruption:
 
 BACKGROUND_STRENGTH = (0.5, 3.0)  # a smooth background's std, in units of the image's
 ZOOM_WINDOW = (0.4, 0.75)  # a zoomed window's side, as a share of the frame's shorter side
-LOW_DOSE = (2.0, 30.0)  # mean counts per pixel of a low-dose empty frame, drawn log-uniformly
-LOW_DOSE_CONTRAST = (0.02, 0.3)  # its structure's std as a share of the dose, drawn log-uniformly
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -122,19 +120,6 @@ def smooth_background(image: np.ndarray, rng: np.random.Generator, strength=BACK
     field = field / (field.std() + 1e-12) + rng.uniform(-3, 3) * xx + rng.uniform(-3, 3) * yy
     field = (field - field.mean()) / (field.std() + 1e-12)
     return (image + rng.uniform(*strength) * float(np.std(image)) * field).astype(np.float32)
-
-
-def low_dose_empty(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A particle-free ``image`` recorded again with a real detector's noise at a low dose
-    (:data:`LOW_DOSE` counts/px) and a low contrast (:data:`LOW_DOSE_CONTRAST`: the frame's std as
-    a share of the dose), so its structure (a ramp, a support's thickness, a lattice) is as faint
-    as the noise or fainter. Only for frames without particles: a particle this faint would be
-    invisible, and a label on it would teach the model to guess."""
-    dose = float(np.exp(rng.uniform(*np.log(LOW_DOSE))))
-    contrast = float(np.exp(rng.uniform(*np.log(LOW_DOSE_CONTRAST))))
-    z = np.clip((image - image.mean()) / (image.std() + 1e-12), -3, 3)
-    detector = "hrtem" if rng.random() < 0.5 else "haadf"
-    return record(dose * (1 + contrast * z), detector, rng)
 
 
 def detector_recording(clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

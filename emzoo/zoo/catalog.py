@@ -76,10 +76,6 @@ class Recipe:
     # a user's crop of bare support, stretched to full contrast, was called 10-60% particle
     # (scripts/bench_empty_support.py), and the corpus' frames never hold its largest particles whole
     zoom_window_prob: float = 0.0
-    # the share of particle-free training frames (segmentation) recorded again at a low dose and
-    # contrast (emzoo.data.transforms.low_dose_empty): the corpus holds few, and U-Net 4/424 HRTEM
-    # called 37-43% of a low-dose empty support with a ramp fainter than its noise particle
-    low_dose_empty_prob: float = 0.0
     # segmentation: how particles look in its images ("bright", "dark"); predict's polarity="auto"
     # inverts an image of the other polarity (emzoo.inference.polarity)
     particle_contrast: str | None = None
@@ -174,7 +170,6 @@ def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs
             despike_prob=0.5,
             background_prob=0.3,
             zoom_window_prob=0.3,
-            low_dose_empty_prob=0.5,
             batch_size=4,
             image_size=256,
         )
