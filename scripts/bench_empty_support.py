@@ -5,7 +5,8 @@ The images are what a microscopist meets between particles, unlike the corpus' p
 frames (lattices and supports at an even illumination): a flat support with noise; the same with
 a gentle ramp (uneven illumination: 30% of the mean across the field); a support whose thickness
 varies in blobs tens of pixels across; a low-dose frame (5-7 counts/px) with a ramp, and with a
-gentler one (5-5.75 counts/px: less than the noise's std across the field); and the empty
+gentler one (5-5.75 counts/px: less than the noise's std across the field), as counted (white
+noise) and as a camera records it (``emzoo.data.noise``: neighbour-correlated counts); and the empty
 upper-right quarter of the shipped HAADF example (no particle there), as it is and zoomed 2x with
 no pixel size (a crop a user enlarged), and the same quarter of the whole example's prediction
 (the quarter is no different, only the crop's normalisation). 512^2 each, one seed. Writes
@@ -28,6 +29,7 @@ from scipy import ndimage
 
 import emzoo
 from emzoo import io
+from emzoo.data.noise import record
 from emzoo.inference.predictor import Predictor
 from emzoo.zoo import ZOO
 
@@ -49,6 +51,7 @@ def empty_supports() -> dict[str, tuple[np.ndarray, float | None]]:
         "thickness blobs + noise": (100 + 20 * thickness / thickness.std() + rng.normal(0, 10, (512, 512)), 0.05),
         "low dose + ramp": (rng.poisson(5 + 2 * xx).astype(np.float64), 0.05),
         "low dose + gentle ramp": (rng.poisson(5 + 0.75 * xx).astype(np.float64), 0.05),
+        "same, camera noise": (record(5 + 0.75 * xx, "hrtem", rng).astype(np.float64), 0.05),
         "HAADF example, empty quarter": (corner, meta["pixel_size_nm"]),
         "same, zoomed 2x, no pixel size": (ndimage.zoom(corner, 2, order=1), None),
     }
