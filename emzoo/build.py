@@ -113,6 +113,7 @@ def train_config(
     settle: bool = False,
     lr: float | None = None,
     keep_spikes: bool = False,
+    ema_decay: float | None = None,
 ) -> TrainConfig:
     recipe = RECIPES[entry.recipe]
     return TrainConfig.from_recipe(
@@ -122,6 +123,7 @@ def train_config(
         model=str(base_folder) if base_folder else None,
         max_steps=steps,
         lr=lr,  # None: the recipe's
+        ema_decay=ema_decay,  # None: the recipe's
         prior_head=recipe.prior_head and not warm,  # a warm start keeps its trained head
         remove_outliers=False if keep_spikes else None,  # None: the recipe's
         despike_prob=0.0 if keep_spikes else None,
@@ -152,6 +154,7 @@ def build_one(
     from_pretext: bool = False,
     lr: float | None = None,
     keep_spikes: bool = False,
+    ema_decay: float | None = None,
 ) -> dict:
     """Train one checkpoint (resuming its run) and write its shipped folder. ``warm``: continue
     from the shipped weights; ``from_pretext``: fine-tune again from the shipped pretext weights;
@@ -182,12 +185,14 @@ def build_one(
         run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
     if lr is not None:  # another rate is another run
         run_dir = run_dir.with_name(f"{run_dir.name}-lr{lr:g}")
+    if ema_decay is not None:  # as are other averaged weights
+        run_dir = run_dir.with_name(f"{run_dir.name}-ema{ema_decay:g}")
     if keep_spikes := keep_spikes and bool(recipe.despike_prob):  # other inputs, another run
         run_dir = run_dir.with_name(f"{run_dir.name}-spikes-kept")
     run_dir = _unfinished_or_new(run_dir)
     start = time.perf_counter()
     config = train_config(
-        entry, corpus, run_dir, base_folder, steps, warm, progress, settle=challenger, lr=lr, keep_spikes=keep_spikes
+        entry, corpus, run_dir, base_folder, steps, warm, progress, challenger, lr, keep_spikes, ema_decay
     )
     result = Trainer(config).train()
     setup_and_test = time.perf_counter() - start - result["train_seconds"]
@@ -378,6 +383,7 @@ def build(
     from_pretext: bool = False,
     lr: float | None = None,
     keep_spikes: bool = False,
+    ema_decay: float | None = None,
 ) -> list[dict]:
     """Build the shipped checkpoints (all, or ``names``), skipping the finished ones; with
     ``warm_start``, continue each (built) one from its shipped weights for ``steps`` more; with
@@ -398,7 +404,14 @@ def build(
         if warm_start or from_pretext:
             if from_pretext and not entry.base_model and not names:
                 continue  # the pretext checkpoints themselves: nothing to start from
-            options = dict(warm=warm_start, steps=steps, from_pretext=from_pretext, lr=lr, keep_spikes=keep_spikes)
+            options = dict(
+                warm=warm_start,
+                steps=steps,
+                from_pretext=from_pretext,
+                lr=lr,
+                keep_spikes=keep_spikes,
+                ema_decay=ema_decay,
+            )
             record = build_one(entry, runs, progress=progress, **options)
             if record.get("kept"):
                 _pin(record["name"], record["sha256"])

@@ -120,6 +120,19 @@ def test_segmentation_head_swap_and_metrics(tmp_path, seg_data):
     assert emzoo.load(tmp_path / "b" / "run" / "model").emzoo_cfg["remove_outliers"] is True
 
 
+def test_averaged_weights_are_validated_and_exported(tmp_path, seg_data):
+    settings = dict(mode="finetune", model="random:emzoo_unet_2_44", task="segment", max_steps=3)
+    trainer = Trainer(cfg(tmp_path, seg_data, ema_decay=0.5, **settings))
+    trainer.train()  # one validation, at the end: the best model is the last step's average
+    exported, live = load_file(tmp_path / "run/model/model.safetensors"), trainer.g.state_dict()
+    average, body = trainer.ema.module.state_dict(), list(exported)
+    assert all(torch.equal(exported[k], average[k].contiguous()) for k in body)
+    assert not all(torch.equal(exported[k], live[k].contiguous()) for k in body)
+    assert "EMA decay 0.5" in (tmp_path / "run/model/README.md").read_text()
+    with pytest.raises(EmzooError, match="ema_decay 1.0: expected a number between 0 and 1"):
+        cfg(tmp_path, seg_data, ema_decay=1.0, **settings)
+
+
 def _cli(*args: str, env: dict | None = None, wait: bool = True):
     cmd = [sys.executable, "-m", "emzoo", *args]
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
@@ -147,6 +160,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tem_data):
         "off",
         "--lr-schedule",
         "cosine",  # a resumed run must continue the rate's curve too, not restart it
+        "--ema-decay",
+        "0.7",  # and the weights' average, which the exported model holds
         "--quiet",
     ]
     full = _cli(*common, "--output-dir", str(tmp_path / "full"))
@@ -174,10 +189,11 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tem_data):
     assert again.returncode == 2 and "--resume-from-checkpoint latest" in again.stderr
     resumed = _cli(*common, "--output-dir", str(tmp_path / "cut"), "--resume-from-checkpoint", "latest")
     assert resumed.returncode == 0, resumed.stderr
-    for name in ("model.safetensors", "model_1.safetensors"):  # generator and discriminator
-        a = load_file(tmp_path / "full" / "checkpoints" / "step_00000007" / name)
-        b = load_file(tmp_path / "cut" / "checkpoints" / "step_00000007" / name)
+    for name in ("checkpoints/step_00000007/model.safetensors", "checkpoints/step_00000007/model_1.safetensors"):
+        a, b = load_file(tmp_path / "full" / name), load_file(tmp_path / "cut" / name)  # generator, discriminator
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    a, b = load_file(tmp_path / "full/model/model.safetensors"), load_file(tmp_path / "cut/model/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "the exported average"
     assert (
         json.loads((tmp_path / "cut" / "result.json").read_text())["rank_weight_hashes"]
         == json.loads((tmp_path / "full" / "result.json").read_text())["rank_weight_hashes"]

@@ -33,6 +33,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lr-schedule", choices=("constant", "cosine"), default="constant", help="cosine: decay to 0 over the run"
     )
+    p.add_argument(
+        "--ema-decay", type=float, help="validate and export weights averaged over steps with this decay (e.g. 0.998)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--checkpointing-steps", type=int, help="checkpoint every N steps (default: every epoch)")
@@ -67,6 +70,7 @@ def _resolve(args: argparse.Namespace, mode: str):
         num_classes=getattr(args, "num_classes", 1),
         head_lr_scale=getattr(args, "head_lr_scale", 1.0),
         lr_schedule=args.lr_schedule,
+        ema_decay=args.ema_decay,
         seed=args.seed,
         num_workers=args.num_workers,
         checkpointing_steps=args.checkpointing_steps,

@@ -22,6 +22,7 @@ def _cmd_build(args: argparse.Namespace) -> None:
         from_pretext=args.from_pretext,
         lr=args.lr,
         keep_spikes=args.keep_spikes,
+        ema_decay=args.ema_decay,
     )
     print(json.dumps(done, indent=2))
 
@@ -69,6 +70,11 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--lr", type=float, help="learning rate of a warm start or --from-pretext run (default: the recipe's)"
+    )
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        help="average the weights over steps with this decay, e.g. 0.998 (a run of its own; default: the recipe's)",
     )
     p.add_argument(
         "--keep-spikes",

@@ -44,6 +44,9 @@ class TrainConfig:
     lr: float = 2e-4
     lr_schedule: str = "constant"  # constant | cosine (to 0 over the run: how a warm start settles)
     head_lr_scale: float = 1.0  # the learning rate of a newly initialised head, in units of lr
+    # weights averaged over steps (timm's ModelEmaV3, this decay per step); validation, the exported
+    # best model and the test split use the average, which is steadier than any one step's weights
+    ema_decay: float | None = None
     prior_head: bool = True  # segmentation fine-tunes start a new head at the class prior
     remove_outliers: bool | None = None  # spikes replaced before normalisation (None: the data layout's default)
     despike_prob: float = 0.0  # augmentation: the share of training frames with their spikes replaced
@@ -100,6 +103,8 @@ class TrainConfig:
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not (number and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} {value!r}: expected a finite positive number")
+        if self.ema_decay is not None and not (isinstance(self.ema_decay, float) and 0.0 < self.ema_decay < 1.0):
+            raise ConfigError(f"ema_decay {self.ema_decay!r}: expected a number between 0 and 1, e.g. 0.998")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule {self.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
         if self.report_to not in (None, "none"):
@@ -139,6 +144,7 @@ class TrainConfig:
             l1_lambda=recipe.l1_lambda or 100.0,
             ndf=recipe.ndf,
             prior_head=recipe.prior_head,
+            ema_decay=recipe.ema_decay,
             **{name: getattr(recipe, name) for name in AUGMENTATIONS},
             extra={"zoo_name": entry.name},
         )
@@ -155,7 +161,7 @@ class TrainConfig:
         extra = {"objective": self.objective} if self.objective != "supervised" else {}
         if self.remove_outliers:  # inputs with and without spikes are other runs
             extra["remove_outliers"] = True
-        for name in AUGMENTATIONS:
+        for name in AUGMENTATIONS + ("ema_decay",):
             if getattr(self, name):
                 extra[name] = getattr(self, name)
         return {k: getattr(self, k) for k in keys} | extra

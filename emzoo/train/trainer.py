@@ -164,6 +164,12 @@ class Trainer:
         self.forward_g = torch.compile(self.g) if use_compile else self.g
         self.forward_d = torch.compile(self.d) if use_compile and self.d is not None else self.d
         acc.register_for_checkpointing(self.state)
+        self.ema = None
+        if cfg.ema_decay:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(acc.unwrap_model(self.g), decay=cfg.ema_decay)
+            acc.register_for_checkpointing(self.ema)
         # stepped once per optimiser step (not per process, as Accelerate's wrapper would), saved with the run
         self.schedulers = run_folder.lr_schedulers((self.opt_g, self.opt_d), cfg.lr_schedule, self.total_steps)
         for scheduler in self.schedulers:
@@ -224,18 +230,23 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         return run_folder.save_checkpoint(self.accelerator, self.out, self.state.step, self.cfg.checkpoints_total_limit)
 
+    def scored_model(self) -> torch.nn.Module:
+        """What validation scores and the run exports: the weights' average where there is one."""
+        return self.ema.module if self.ema is not None else self.g
+
     def export(self, folder: Path, metrics: list[dict] | None = None) -> None:
         """Write the generator as a Hub-ready folder (main process only)."""
         if not self.accelerator.is_main_process:
             return
-        model = self.accelerator.unwrap_model(self.g, keep_torch_compile=False)
+        model = self.accelerator.unwrap_model(self.scored_model(), keep_torch_compile=False)
         cfg = self.cfg
         base = None if cfg.mode == "pretrain" or (cfg.model or "").startswith("random:") else cfg.model
         what = f"Pix2Pix cGAN pretraining (LSGAN + {cfg.l1_lambda:g} x L1)" if cfg.mode == "pretrain" else cfg.task
         summary = (
             f"{what} with emzoo on `{self.data_path}` ({self.train_set.layout} layout, "
             f"{len(self.train_set)} training images), {self.state.step} steps of batch {cfg.batch_size} at "
-            f"{cfg.image_size}^2, Adam lr {cfg.lr} ({cfg.lr_schedule}) betas {tuple(cfg.betas)}, seed {cfg.seed}. "
+            f"{cfg.image_size}^2, Adam lr {cfg.lr} ({cfg.lr_schedule}) betas {tuple(cfg.betas)}, seed {cfg.seed}"
+            f"{f', weights averaged over steps (EMA decay {cfg.ema_decay:g})' if cfg.ema_decay else ''}. "
             "Resolved config and versions: run.json of the run."
         )
         save_pretrained(
@@ -321,6 +332,8 @@ class Trainer:
                     state.step += 1
                     for scheduler in self.schedulers:
                         scheduler.step()
+                    if self.ema is not None:
+                        self.ema.update(acc.unwrap_model(self.g))
                     state.seconds = seconds_before + time.perf_counter() - start
                     bar.update(1)
                     if cfg.max_minutes and time_is_up(acc, state, cfg.max_minutes, bar):
@@ -335,7 +348,7 @@ class Trainer:
                                 "step": state.step,
                                 "epoch": state.epoch,
                                 "split": "test",
-                                **self.evaluate(self.test_loader, calibrate_on=self.val_loader),
+                                **self.evaluate(self.test_loader, self.scored_model(), calibrate_on=self.val_loader),
                             }
                         )
                     if every and state.step % every == 0:
@@ -363,7 +376,7 @@ class Trainer:
 
     def _validate(self, metric_name: str) -> None:
         state = self.state
-        metrics = self.evaluate(self.val_loader)
+        metrics = self.evaluate(self.val_loader, self.scored_model())
         self._log_row({"step": state.step, "epoch": state.epoch, "split": "val", **metrics})
         if metrics and self.objective.is_better(metrics[metric_name], state.best):
             state.best, state.best_step = metrics[metric_name], state.step

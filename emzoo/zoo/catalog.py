@@ -55,6 +55,7 @@ class Recipe:
     max_steps: int | None = None  # a step budget instead of epochs (the shipped CPU builds)
     ndf: int = 64  # PatchGAN width
     prior_head: bool = True  # segmentation: a new head at the class prior (False: keep the pretext head)
+    ema_decay: float | None = None  # weights averaged over steps with this decay (None: the last step's)
     subset: str | None = None  # the corpus folder it trains on (emzoo data corpus)
     corpus: tuple[tuple[str, object], ...] = (("version", 1),)  # default_corpus parameters
     modality: str = "EM"
