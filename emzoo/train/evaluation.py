@@ -78,6 +78,12 @@ def score(
     return {**task.summarize(torch.cat(rows)), **extra} if rows else {}
 
 
+def fold_threshold(model: nn.Module, threshold: float) -> None:
+    """Shift a one-logit segmentation head's bias so that probability 0.5 means ``threshold``."""
+    with torch.no_grad():
+        model.get_classifier().bias -= float(torch.logit(torch.tensor(threshold, dtype=torch.float64)))
+
+
 def calibrate_threshold(
     model: nn.Module,
     pairs: Iterable[tuple],
@@ -96,8 +102,7 @@ def calibrate_threshold(
     for logits, truth in pairs:
         counts += _counts_per_threshold(np.asarray(logits)[None], np.asarray(truth)[None])[0]
     best = best_threshold(counts, empty_logits, max_false_area)
-    with torch.no_grad():
-        head.bias -= _OFFSETS[best].to(head.bias.dtype)
+    fold_threshold(model, CALIBRATION_THRESHOLDS[best])
     return CALIBRATION_THRESHOLDS[best]
 
 

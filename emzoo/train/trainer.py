@@ -9,6 +9,7 @@ CPU with a fixed seed), gather metrics exactly over processes and export the bes
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -27,7 +28,7 @@ from emzoo.hub import create_model, load, save_pretrained, state_hash
 from emzoo.tasks import get_task
 from emzoo.train import run_folder
 from emzoo.train.config import TrainConfig, TrainState, build_generator, resolve_data
-from emzoo.train.evaluation import score
+from emzoo.train.evaluation import fold_threshold, score
 from emzoo.train.loading import EpochShuffled, loader_for
 from emzoo.train.objectives import objective_for
 from emzoo.train.precision import choose_precision
@@ -234,11 +235,15 @@ class Trainer:
         """What validation scores and the run exports: the weights' average where there is one."""
         return self.ema.module if self.ema is not None else self.g
 
-    def export(self, folder: Path, metrics: list[dict] | None = None) -> None:
-        """Write the generator as a Hub-ready folder (main process only)."""
+    def export(self, folder: Path, metrics: list[dict] | None = None, threshold: float | None = None) -> None:
+        """Write the generator as a Hub-ready folder (main process only); ``threshold``: the
+        validation split's best probability threshold, folded into the head so that 0.5 means it."""
         if not self.accelerator.is_main_process:
             return
         model = self.accelerator.unwrap_model(self.scored_model(), keep_torch_compile=False)
+        if threshold is not None and threshold != 0.5:
+            model = copy.deepcopy(model)
+            fold_threshold(model, threshold)
         cfg = self.cfg
         base = None if cfg.mode == "pretrain" or (cfg.model or "").startswith("random:") else cfg.model
         what = f"Pix2Pix cGAN pretraining (LSGAN + {cfg.l1_lambda:g} x L1)" if cfg.mode == "pretrain" else cfg.task
@@ -246,7 +251,8 @@ class Trainer:
             f"{what} with emzoo on `{self.data_path}` ({self.train_set.layout} layout, "
             f"{len(self.train_set)} training images), {self.state.step} steps of batch {cfg.batch_size} at "
             f"{cfg.image_size}^2, Adam lr {cfg.lr} ({cfg.lr_schedule}) betas {tuple(cfg.betas)}, seed {cfg.seed}"
-            f"{f', weights averaged over steps (EMA decay {cfg.ema_decay:g})' if cfg.ema_decay else ''}. "
+            f"{f', weights averaged over steps (EMA decay {cfg.ema_decay:g})' if cfg.ema_decay else ''}"
+            f"{f', validation threshold {threshold:g} folded into the head' if threshold not in (None, 0.5) else ''}. "
             "Resolved config and versions: run.json of the run."
         )
         save_pretrained(
@@ -376,11 +382,13 @@ class Trainer:
 
     def _validate(self, metric_name: str) -> None:
         state = self.state
-        metrics = self.evaluate(self.val_loader, self.scored_model())
+        # one-logit segmentation: scored at the split's best threshold, which the export folds in, since
+        # a warm start's head drifts from the threshold folded into it (U-Net 2/44: Dice at 0.5 fell 0.47 -> 0.06)
+        metrics = self.evaluate(self.val_loader, self.scored_model(), calibrate_on=self.val_loader)
         self._log_row({"step": state.step, "epoch": state.epoch, "split": "val", **metrics})
         if metrics and self.objective.is_better(metrics[metric_name], state.best):
             state.best, state.best_step = metrics[metric_name], state.step
-            self.export(self.out / MODEL_DIR)
+            self.export(self.out / MODEL_DIR, threshold=metrics.get("threshold"))
         self.accelerator.wait_for_everyone()
 
     def _finish(self, metric_name: str, elapsed: float) -> dict:
