@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from emzoo.calibration import calibrate
-from emzoo.data.corpus import SEGMENT_GROUP, default_corpus, records, seen_diameters_nm
+from emzoo.data.corpus import default_corpus, seen_diameters_nm, subset_pixel_range, subset_records
 from emzoo.errors import ConfigError, ModelNotFoundError
 from emzoo.fsutil import atomic_write_text, cache_root, sha256_file
 from emzoo.hub import CONFIG_NAME, load, provenance_cfg, save_pretrained
@@ -74,27 +74,11 @@ CURVES_DIR = BUILD_LOG.parent / "build_curves"  # each run's loss and validation
 RESIZE_AUGMENTATION = (0.8, 1.25)  # data.transforms.random_rescale's range: the sizes a network saw
 
 
-def _train_rows(corpus: Path, subset: str) -> list[dict]:
-    rows = records(corpus, split="train")
-    if subset.startswith("segment/"):
-        group = subset.split("/", 1)[1]
-        rows = [r for r in rows if SEGMENT_GROUP.get(r["modality"]) == group]
-    return rows
-
-
-def _pixel_range(corpus: Path, subset: str) -> tuple[list[float], str]:
-    """The pixel sizes (nm/px) of a corpus subset's training split, and its modalities."""
-    rows = _train_rows(corpus, subset)
-    sizes = [r["pixel_size_nm"] for r in rows]
-    modalities = sorted({r["modality"] for r in rows})
-    return [round(min(sizes), 5), round(max(sizes), 5)], ", ".join(modalities)
-
-
 def particle_px_range(corpus: Path, subset: str, crop: int) -> list[float] | None:
     """Particle diameters (px) a segmentation network was trained on: the 5th-95th percentiles of
     the training particles as seen, widened by the resize augmentation, at most half the crop
     (a larger particle is never seen whole). ``predict(scale="auto")`` aims for this range."""
-    diameters = [d / r["pixel_size_nm"] for r in _train_rows(corpus, subset) for d in seen_diameters_nm(r)]
+    diameters = [d / r["pixel_size_nm"] for r in subset_records(corpus, subset) for d in seen_diameters_nm(r)]
     if len(diameters) < 10:
         return None
     lo, hi = np.percentile(diameters, [5, 95])
@@ -183,10 +167,8 @@ def build_one(
         run_dir = runs / f"{entry.name}-from-{sha256_file(base_folder / 'model.safetensors')[:8]}"
     else:
         run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
-    if lr is not None:  # another rate is another run
-        run_dir = run_dir.with_name(f"{run_dir.name}-lr{lr:g}")
-    if ema_decay is not None:  # as are other averaged weights
-        run_dir = run_dir.with_name(f"{run_dir.name}-ema{ema_decay:g}")
+    for label, value in (("lr", lr), ("ema", ema_decay)):  # another rate or average is another run
+        run_dir = run_dir.with_name(f"{run_dir.name}-{label}{value:g}") if value is not None else run_dir
     if keep_spikes := keep_spikes and bool(recipe.despike_prob):  # other inputs, another run
         run_dir = run_dir.with_name(f"{run_dir.name}-spikes-kept")
     run_dir = _unfinished_or_new(run_dir)
@@ -282,7 +264,7 @@ def judge_run(
         _log_run(record)
     model = load(run_dir / "model", verify=False)
     model.emzoo_cfg.pop("source", None)
-    pixel_range, modalities = _pixel_range(corpus, recipe.subset)
+    pixel_range, modalities = subset_pixel_range(corpus, recipe.subset)
     dataset = f"emzoo corpus v{dict(recipe.corpus)['version']} {recipe.subset}"
     n_params = sum(p.numel() for p in model.parameters())
     metrics = [

@@ -155,6 +155,19 @@ class TrainConfig:
         """The shares of training frames the data pipeline changes (:data:`AUGMENTATIONS`)."""
         return {name: getattr(self, name) for name in AUGMENTATIONS}
 
+    def card_summary(self, data: Path, train_set, steps: int, threshold: float | None) -> str:
+        """How a run's exported model was trained (on ``train_set``, at ``data``), in one paragraph of its card."""
+        layout, n_train = train_set.layout, len(train_set)
+        what = f"Pix2Pix cGAN pretraining (LSGAN + {self.l1_lambda:g} x L1)" if self.mode == "pretrain" else self.task
+        averaged = f", weights averaged over steps (EMA decay {self.ema_decay:g})" if self.ema_decay else ""
+        folded = f", validation threshold {threshold:g} folded into the head" if threshold not in (None, 0.5) else ""
+        return (
+            f"{what} with emzoo on `{data}` ({layout} layout, {n_train} training images), {steps} steps of batch "
+            f"{self.batch_size} at {self.image_size}^2, Adam lr {self.lr} ({self.lr_schedule}) betas "
+            f"{tuple(self.betas)}, seed {self.seed}{averaged}{folded}. Resolved config and versions: run.json of the "
+            "run."
+        )
+
     def identity(self) -> dict:
         """What makes two runs the same run (for refusing unrelated output directories)."""
         keys = ("mode", "task", "arch", "model", "data", "seed", "image_size")

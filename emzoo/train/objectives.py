@@ -14,6 +14,7 @@ itself; the two self-supervised ones read the targets that :mod:`emzoo.data.self
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from emzoo.errors import ConfigError
 from emzoo.tasks import Task
@@ -73,3 +74,8 @@ def objective_for(name: str, task: Task):
     if task.segmentation or task.output_scale != 1:
         raise ConfigError(f"objective {name!r} trains denoisers; task {task.name!r} needs targets")
     return BlindSpot() if name == "n2v" else FramePairs()
+
+
+def lsgan_loss(scores: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN loss (Mao et al. 2017): push scores to 1 for real, 0 for fake (Pix2Pix)."""
+    return F.mse_loss(scores.float(), torch.full_like(scores.float(), 1.0 if real else 0.0))

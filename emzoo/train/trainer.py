@@ -3,8 +3,7 @@
 One loop serves both: ``mode="pretrain"`` trains the generator against a conditional PatchGAN
 (LSGAN + lambda * L1, both networks updated every step); ``mode="finetune"`` trains it with the
 task's loss. Runs checkpoint atomically, resume exactly (same weights as an uninterrupted run on
-CPU with a fixed seed), gather metrics exactly over processes and export the best model with
-:func:`emzoo.save_pretrained`.
+CPU with a fixed seed), gather metrics exactly over processes and export the best model.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
 from emzoo.data import load_dataset
@@ -30,16 +30,11 @@ from emzoo.train import run_folder
 from emzoo.train.config import TrainConfig, TrainState, build_generator, resolve_data
 from emzoo.train.evaluation import fold_threshold, score
 from emzoo.train.loading import EpochShuffled, loader_for
-from emzoo.train.objectives import objective_for
+from emzoo.train.objectives import lsgan_loss, objective_for
 from emzoo.train.precision import choose_precision
 from emzoo.train.run_folder import CHECKPOINTS, MODEL_DIR, RESULT_FILE, gather_object, latest_checkpoint, time_is_up
 
 _log = logging.getLogger("emzoo.train")
-
-
-def lsgan_loss(scores: torch.Tensor, real: bool) -> torch.Tensor:
-    """Least-squares GAN loss (Mao et al. 2017): push scores to 1 for real, 0 for fake."""
-    return F.mse_loss(scores.float(), torch.full_like(scores.float(), 1.0 if real else 0.0))
 
 
 class Trainer:
@@ -165,11 +160,8 @@ class Trainer:
         self.forward_g = torch.compile(self.g) if use_compile else self.g
         self.forward_d = torch.compile(self.d) if use_compile and self.d is not None else self.d
         acc.register_for_checkpointing(self.state)
-        self.ema = None
-        if cfg.ema_decay:
-            from timm.utils import ModelEmaV3
-
-            self.ema = ModelEmaV3(acc.unwrap_model(self.g), decay=cfg.ema_decay)
+        self.ema = ModelEmaV3(acc.unwrap_model(self.g), decay=cfg.ema_decay) if cfg.ema_decay else None
+        if self.ema is not None:  # the weights' average, saved with the run's checkpoints
             acc.register_for_checkpointing(self.ema)
         # stepped once per optimiser step (not per process, as Accelerate's wrapper would), saved with the run
         self.schedulers = run_folder.lr_schedulers((self.opt_g, self.opt_d), cfg.lr_schedule, self.total_steps)
@@ -236,30 +228,20 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.g
 
     def export(self, folder: Path, metrics: list[dict] | None = None, threshold: float | None = None) -> None:
-        """Write the generator as a Hub-ready folder (main process only); ``threshold``: the
-        validation split's best probability threshold, folded into the head so that 0.5 means it."""
+        """Write the generator as a Hub-ready folder (main process only), ``threshold`` folded in."""
         if not self.accelerator.is_main_process:
             return
         model = self.accelerator.unwrap_model(self.scored_model(), keep_torch_compile=False)
-        if threshold is not None and threshold != 0.5:
+        if threshold not in (None, 0.5):  # the validation split's best: 0.5 means it wherever the model goes
             model = copy.deepcopy(model)
             fold_threshold(model, threshold)
         cfg = self.cfg
-        base = None if cfg.mode == "pretrain" or (cfg.model or "").startswith("random:") else cfg.model
-        what = f"Pix2Pix cGAN pretraining (LSGAN + {cfg.l1_lambda:g} x L1)" if cfg.mode == "pretrain" else cfg.task
-        summary = (
-            f"{what} with emzoo on `{self.data_path}` ({self.train_set.layout} layout, "
-            f"{len(self.train_set)} training images), {self.state.step} steps of batch {cfg.batch_size} at "
-            f"{cfg.image_size}^2, Adam lr {cfg.lr} ({cfg.lr_schedule}) betas {tuple(cfg.betas)}, seed {cfg.seed}"
-            f"{f', weights averaged over steps (EMA decay {cfg.ema_decay:g})' if cfg.ema_decay else ''}"
-            f"{f', validation threshold {threshold:g} folded into the head' if threshold not in (None, 0.5) else ''}. "
-            "Resolved config and versions: run.json of the run."
-        )
+        summary = cfg.card_summary(self.data_path, self.train_set, self.state.step, threshold)
         save_pretrained(
             model,
             folder,
             task=cfg.task,
-            base_model=base,
+            base_model=None if cfg.mode == "pretrain" or (cfg.model or "").startswith("random:") else cfg.model,
             recipe=cfg.recipe,
             metrics=metrics or [],
             metrics_source=f"emzoo {cfg.mode} run in {self.out}",
@@ -382,8 +364,7 @@ class Trainer:
 
     def _validate(self, metric_name: str) -> None:
         state = self.state
-        # one-logit segmentation: scored at the split's best threshold, which the export folds in, since
-        # a warm start's head drifts from the threshold folded into it (U-Net 2/44: Dice at 0.5 fell 0.47 -> 0.06)
+        # one-logit segmentation at the split's best threshold: a head drifts (U-Net 2/44 at 0.5: 0.47 -> 0.06)
         metrics = self.evaluate(self.val_loader, self.scored_model(), calibrate_on=self.val_loader)
         self._log_row({"step": state.step, "epoch": state.epoch, "split": "val", **metrics})
         if metrics and self.objective.is_better(metrics[metric_name], state.best):

@@ -30,7 +30,14 @@ bytes whatever the order or the number of workers, the test split never shares a
 training, and an interrupted build resumes at the first missing sample.
 """
 
-from emzoo.data.corpus.build import build_corpus, default_corpus, records, seen_diameters_nm  # noqa: F401
+from emzoo.data.corpus.build import (  # noqa: F401
+    build_corpus,
+    default_corpus,
+    records,
+    seen_diameters_nm,
+    subset_pixel_range,
+    subset_records,
+)
 from emzoo.data.corpus.constants import (  # noqa: F401
     CORPUS_VERSION,
     MODALITIES,

@@ -178,6 +178,21 @@ def records(root: str | Path, split: str | None = None, modality: str | None = N
     ]
 
 
+def subset_records(root: str | Path, subset: str) -> list[dict]:
+    """The training split's index rows of one part of the corpus (``segment/tem``: its modalities)."""
+    rows = records(root, split="train")
+    if subset.startswith("segment/"):
+        rows = [r for r in rows if SEGMENT_GROUP.get(r["modality"]) == subset.split("/", 1)[1]]
+    return rows
+
+
+def subset_pixel_range(root: str | Path, subset: str) -> tuple[list[float], str]:
+    """The pixel sizes (nm/px) of a corpus part's training split, and its modalities."""
+    rows = subset_records(root, subset)
+    sizes = [r["pixel_size_nm"] for r in rows]
+    return [round(min(sizes), 5), round(max(sizes), 5)], ", ".join(sorted({r["modality"] for r in rows}))
+
+
 def seen_diameters_nm(record: dict) -> list[float]:
     """Diameters (nm) of the particles an index row's image shows, as seen in the frame; empty
     for a particle-free image (a bare lattice or support). Corpora before v3 record only the
