@@ -302,6 +302,7 @@ def judge_run(
             f"(best validation at step {result['best_val'].get('step')}) "
             f"on the corpus' {recipe.subset} folder"
             + (f", from {entry.base_model}" if entry.base_model else "")
+            + _schedule(run_dir)
             + (
                 f"; decision threshold calibrated on the validation split to p = {threshold:g} (in the head's bias)"
                 if threshold not in (None, 0.5)
@@ -318,6 +319,13 @@ def judge_run(
         "wall_seconds": wall,
         **({"kept": True, "test": result["test"], "shipped_test": record["shipped_test"]} if challenger else {}),
     }
+
+
+def _schedule(run_dir: Path) -> str:
+    """The run's rate and averaging, as its run.json has them (a card names what made the weights)."""
+    cfg = json.loads((run_dir / "run.json").read_text())["config"] if (run_dir / "run.json").is_file() else {}
+    ema = f", weights averaged over steps (EMA decay {cfg['ema_decay']:g})" if cfg.get("ema_decay") else ""
+    return f", Adam lr {cfg['lr']:g} ({cfg['lr_schedule']}){ema}" if cfg else ""
 
 
 def _summed_cost(previous: dict, run: str, wall: float, steps: int, machine: dict) -> dict:
@@ -386,15 +394,8 @@ def build(
         if warm_start or from_pretext:
             if from_pretext and not entry.base_model and not names:
                 continue  # the pretext checkpoints themselves: nothing to start from
-            options = dict(
-                warm=warm_start,
-                steps=steps,
-                from_pretext=from_pretext,
-                lr=lr,
-                keep_spikes=keep_spikes,
-                ema_decay=ema_decay,
-            )
-            record = build_one(entry, runs, progress=progress, **options)
+            variant = dict(progress=progress, lr=lr, keep_spikes=keep_spikes, ema_decay=ema_decay)
+            record = build_one(entry, runs, warm=warm_start, steps=steps, from_pretext=from_pretext, **variant)
             if record.get("kept"):
                 _pin(record["name"], record["sha256"])
                 refresh_config(entry)
