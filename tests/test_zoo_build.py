@@ -18,7 +18,7 @@ from emzoo.data.corpus import build_corpus
 from emzoo.errors import ConfigError
 from emzoo.fsutil import sha256_file
 from emzoo.tasks import get_task
-from emzoo.train.evaluation import CALIBRATION_THRESHOLDS, calibrate_threshold
+from emzoo.train.evaluation import CALIBRATION_THRESHOLDS, calibrate_threshold, score
 from emzoo.zoo.catalog import SHIPPED_DIR, ZOO
 
 NAME = "unet-2-44-emsim-hrtem-seg"  # the smallest shipped fine-tune, and its pretext
@@ -125,6 +125,24 @@ def test_the_best_threshold_is_folded_into_the_head():
     assert threshold == 0.35  # every threshold in (0.12, 0.38) is perfect; the one nearest 0.5
     with torch.no_grad():
         assert torch.equal(model(logits) > 0, truth > 0)  # at the usual 0.5, now exact
+
+
+def test_validation_on_its_own_calibration_split_is_one_pass():
+    """Scoring the split the threshold is chosen on runs the network over it once, with the same
+    metrics as scoring a second copy of that split."""
+    truth = torch.zeros(4, 1, 8, 8)
+    truth[:, :, 2:6, 2:6] = 1
+    logits = torch.full_like(truth, -2.0)
+    logits[truth > 0] = 1.0
+    logits[1:3, :, 2:4, 2:6] = -0.5
+    batches = [{"image": logits[:2], "target": truth[:2]}, {"image": logits[2:], "target": truth[2:]}]
+    model, calls = _Logits(), []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    task = get_task("segment")
+    once = score(model, batches, task, calibrate_on=batches)
+    assert len(calls) == 2  # two batches, one pass
+    twice = score(model, batches, task, calibrate_on=list(batches))
+    assert len(calls) == 6 and once == twice and once["threshold"] == 0.35 and once["dice"] == pytest.approx(1.0)
 
 
 def test_a_threshold_that_paints_particle_free_images_does_not_compete():

@@ -65,15 +65,22 @@ def score(
 
     was_training = model.training
     model.eval()
-    offset, extra = 0.0, {}
+    offset, extra, rows = 0.0, {}, None
     if calibrate_on is not None and getattr(task, "segmentation", False) and getattr(model, "num_classes", 1) == 1:
-        counts = [
-            gather(_counts_per_threshold(out[:, 0].cpu(), y[:, 0].cpu()).flatten(1)) for out, y in outputs(calibrate_on)
-        ]
+        # Scoring the calibration split itself (validation) takes one pass: each sample's stats at
+        # every candidate threshold are kept, and the best threshold's are picked afterwards.
+        same = calibrate_on is batches
+        counts, rows_at = [], []
+        for out, y in outputs(calibrate_on):
+            counts.append(gather(_counts_per_threshold(out[:, 0].cpu(), y[:, 0].cpu()).flatten(1)))
+            if same:
+                rows_at.append([gather(task.per_sample_stats(out - float(o), y)) for o in _OFFSETS])
         if counts:
             best = best_threshold(torch.cat(counts).sum(0).reshape(len(_OFFSETS), 3))
             offset, extra = float(_OFFSETS[best]), {"threshold": CALIBRATION_THRESHOLDS[best]}
-    rows = [gather(task.per_sample_stats(out - offset, y)) for out, y in outputs(batches)]
+            rows = [at[best] for at in rows_at] if same else None
+    if rows is None:
+        rows = [gather(task.per_sample_stats(out - offset, y)) for out, y in outputs(batches)]
     model.train(was_training)
     return {**task.summarize(torch.cat(rows)), **extra} if rows else {}
 
