@@ -67,18 +67,16 @@ def score(
     model.eval()
     offset, extra, rows = 0.0, {}, None
     if calibrate_on is not None and getattr(task, "segmentation", False) and getattr(model, "num_classes", 1) == 1:
-        # Scoring the calibration split itself (validation) takes one pass: each sample's stats at
-        # every candidate threshold are kept, and the best threshold's are picked afterwards.
-        same = calibrate_on is batches
-        counts, rows_at = [], []
-        for out, y in outputs(calibrate_on):
-            counts.append(gather(_counts_per_threshold(out[:, 0].cpu(), y[:, 0].cpu()).flatten(1)))
-            if same:
-                rows_at.append([gather(task.per_sample_stats(out - float(o), y)) for o in _OFFSETS])
+        # Scoring the calibration split itself (validation) takes one pass: its per-sample counts at
+        # every candidate threshold are the rows (tp, fp, fn) the task would compute at the best one.
+        counts = [
+            gather(_counts_per_threshold(out[:, 0].cpu(), y[:, 0].cpu()).flatten(1)) for out, y in outputs(calibrate_on)
+        ]
         if counts:
-            best = best_threshold(torch.cat(counts).sum(0).reshape(len(_OFFSETS), 3))
+            per_sample = torch.cat(counts).reshape(-1, len(_OFFSETS), 3)
+            best = best_threshold(per_sample.sum(0))
             offset, extra = float(_OFFSETS[best]), {"threshold": CALIBRATION_THRESHOLDS[best]}
-            rows = [at[best] for at in rows_at] if same else None
+            rows = [per_sample[:, best].float()] if calibrate_on is batches else None
     if rows is None:
         rows = [gather(task.per_sample_stats(out - offset, y)) for out, y in outputs(batches)]
     model.train(was_training)
