@@ -145,28 +145,3 @@ def test_segmentation_also_trains_on_zoomed_windows():
         bare, np.zeros((128, 128), np.uint8), "x", np.random.default_rng(2)
     )
     assert sample["image"].std() > 0.9 and not sample["target"].any()  # stretched as such a crop is at prediction
-
-
-def test_segmentation_also_trains_on_frames_a_particle_mostly_fills():
-    """A quarter of the segmentation recipes' frames are a window on one particle, 60-130% of its
-    size, enlarged to the crop: frames at least half particle, where the shipped HAADF model called
-    nothing. Particles too small to fill a 4x-enlarged window are not chosen, and the label stays aligned."""
-    assert_share("particle_window_prob", 0.25, "unet-4-424-emsim-haadf-seg", "unet-4-424-emsim-denoise")
-    image, mask = square_particle(70, 110, contrast=60)
-    mask[5:9, 5:9], image[5:9, 5:9] = 1, image[5:9, 5:9] + 60  # a 4 px particle: never enlarged 16x
-    fractions = []
-    for seed in range(12):
-        window, label = transforms.particle_window(image, mask, np.random.default_rng(seed), size=96)
-        assert window.shape == label.shape == (96, 96)
-        assert ((window > 130) == (label > 0)).mean() > 0.97
-        fractions.append(label.mean())
-    assert min(fractions) > 0.3 and np.mean(fractions) > 0.5  # mostly particle: the frame itself is 10%
-    assert transforms.particle_window(image, 0 * mask, np.random.default_rng(0), size=96) is None
-    tiny = np.zeros_like(mask)
-    tiny[5:9, 5:9] = 1
-    assert transforms.particle_window(image, tiny, np.random.default_rng(0), size=96) is None
-    bare = np.random.default_rng(5).normal(100, 5, (128, 128)).astype(np.float32)  # no particle: the usual crop
-    sample = SampleRecipe("segment", image_size=64, particle_window_prob=1.0)(
-        bare, 0 * mask, "x", np.random.default_rng(2)
-    )
-    assert sample["image"].shape == (1, 64, 64) and not sample["target"].any()

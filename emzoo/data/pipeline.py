@@ -54,7 +54,6 @@ class SampleRecipe:
     detector_noise_prob: float = 0.0  # augmentation (denoising): frames recorded again, see detector_recording
     background_prob: float = 0.0  # augmentation (segmentation): a smooth background added, see smooth_background
     zoom_window_prob: float = 0.0  # augmentation (segmentation): a window enlarged to the crop, see zoomed_window
-    particle_window_prob: float = 0.0  # augmentation (segmentation): a window on one particle, see particle_window
     seed: int = 0
 
     def __call__(self, image, target, name, rng) -> dict[str, torch.Tensor]:
@@ -75,12 +74,7 @@ class SampleRecipe:
             target = _check_mask(target, name, self.num_classes)
             if self.augment and self.background_prob and rng.random() < self.background_prob:
                 image = T.smooth_background(image, rng)
-            window = None
-            if self.augment and self.particle_window_prob and rng.random() < self.particle_window_prob:
-                window = T.particle_window(image, target, rng, size=in_size or min(image.shape))
-            if window is not None:
-                image, target = window
-            elif self.augment and self.zoom_window_prob and rng.random() < self.zoom_window_prob:
+            if self.augment and self.zoom_window_prob and rng.random() < self.zoom_window_prob:
                 image, target = T.zoomed_window(image, target, rng, size=in_size or min(image.shape))
             elif self.augment:
                 image, target = T.random_rescale(image, target, rng, min_size=in_size)
@@ -185,7 +179,6 @@ def load_dataset(
     detector_noise_prob: float = 0.0,
     background_prob: float = 0.0,
     zoom_window_prob: float = 0.0,
-    particle_window_prob: float = 0.0,
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -226,7 +219,6 @@ def load_dataset(
         detector_noise_prob=detector_noise_prob,
         background_prob=background_prob,
         zoom_window_prob=zoom_window_prob,
-        particle_window_prob=particle_window_prob,
         seed=seed,
     )
     if isinstance(spec.source, _HFStream):

@@ -40,8 +40,6 @@ class Corruption:
 
 BACKGROUND_STRENGTH = (0.5, 3.0)  # a smooth background's std, in units of the image's
 ZOOM_WINDOW = (0.4, 0.75)  # a zoomed window's side, as a share of the frame's shorter side
-PARTICLE_WINDOW = (0.6, 1.3)  # a particle window's side, as a share of its particle's extent
-MAX_WINDOW_ZOOM = 4.0  # a window is enlarged at most this much (a 256^2 crop: particles of >= ~50 px)
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -99,39 +97,6 @@ def zoomed_window(
     never hold whole."""
     side = max(2, round(min(image.shape) * float(rng.uniform(*fraction))))
     top, left = random_crop_box(image.shape, side, rng)
-    return _enlarged(image, target, top, left, side, size)
-
-
-def particle_window(
-    image: np.ndarray,
-    target: np.ndarray,
-    rng: np.random.Generator,
-    size: int,
-    extent=PARTICLE_WINDOW,
-    max_zoom: float = MAX_WINDOW_ZOOM,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """A window on one particle, ``extent`` times its larger side, enlarged to ``size``: a frame
-    the particle mostly fills or overflows, as a large particle at a fine pixel size gives. The
-    corpus holds few (9% of the HAADF/ADF training frames are at least half particle), and the
-    shipped HAADF model's Dice on such test frames was 0.51 against 0.89 on the others, with
-    nothing called in 5 of 9 (docs/bench_large_particles.md). Particles too small to fill a window
-    enlarged ``max_zoom`` times are not chosen; ``None`` when the frame holds none."""
-    labels, _ = ndimage.label(target > 0)
-    boxes = ndimage.find_objects(labels)
-    extents = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes], dtype=float)
-    smallest = size / max_zoom
-    chosen = np.flatnonzero(extents * extent[1] >= smallest)
-    if not len(chosen):
-        return None
-    k = int(rng.choice(chosen))
-    side = int(min(min(image.shape), max(smallest, 2, round(extents[k] * rng.uniform(*extent)))))
-    centre = [(s.start + s.stop) / 2 + rng.uniform(-0.15, 0.15) * extents[k] for s in boxes[k]]
-    top, left = (int(np.clip(round(c - side / 2), 0, n - side)) for c, n in zip(centre, image.shape))
-    return _enlarged(image, target, top, left, side, size)
-
-
-def _enlarged(image, target, top: int, left: int, side: int, size: int):
-    """The ``side`` window at (``top``, ``left``) enlarged to ``size`` (bilinear image, nearest mask)."""
     window = np.s_[top : top + side, left : left + side]
     factor = size / side
     image = ndimage.zoom(image[window].astype(np.float32, copy=False), factor, order=1, grid_mode=True, mode="nearest")

@@ -147,7 +147,6 @@ def render_card(config: dict, model: nn.Module | None = None, entry: ZooEntry | 
         detector_noise_prob=meta.get("detector_noise_prob", 0.0),
         background_prob=meta.get("background_prob", 0.0),
         zoom_window_prob=meta.get("zoom_window_prob", 0.0),
-        particle_window_prob=meta.get("particle_window_prob", 0.0),
         output=get_task(task).output_text,
         base_model=base_model,
         weights_status=weights_status,

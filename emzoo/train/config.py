@@ -21,7 +21,7 @@ from emzoo.zoo import RECIPES, ZOO
 _log = logging.getLogger("emzoo.train")
 LR_SCHEDULES = ("constant", "cosine")
 # the shares of the training frames the data pipeline changes
-AUGMENTATIONS = ("despike_prob", "detector_noise_prob", "background_prob", "zoom_window_prob", "particle_window_prob")
+AUGMENTATIONS = ("despike_prob", "detector_noise_prob", "background_prob", "zoom_window_prob")
 
 
 @dataclass
@@ -53,7 +53,6 @@ class TrainConfig:
     detector_noise_prob: float = 0.0  # denoising: the share of frames recorded again with a detector's noise
     background_prob: float = 0.0  # segmentation: the share of frames given a smooth random background
     zoom_window_prob: float = 0.0  # segmentation: the share of frames replaced by a zoomed window of them
-    particle_window_prob: float = 0.0  # segmentation: the share of frames replaced by a window on one particle
     betas: tuple[float, float] = (0.5, 0.999)
     l1_lambda: float = 100.0
     num_classes: int = 1

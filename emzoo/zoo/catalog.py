@@ -59,23 +59,24 @@ class Recipe:
     subset: str | None = None  # the corpus folder it trains on (emzoo data corpus)
     corpus: tuple[tuple[str, object], ...] = (("version", 1),)  # default_corpus parameters
     modality: str = "EM"
-    # the share of training frames whose x-ray hits and hot pixels are replaced first (segmentation): a
-    # user's software may have removed them or not, and a model trained on one kind called up to 3.9% of
-    # the other kind's bare lattices particle (scripts/bench_segment.py, spike-free rows)
+    # the share of training frames whose x-ray hits and hot pixels are replaced first (segmentation):
+    # a spike inflates the frame's std, a user's software may have removed them or not, and a model
+    # trained on one kind called up to 3.9% of the other kind's bare lattices particle
+    # (scripts/bench_segment.py, spike-free rows)
     despike_prob: float = 0.0
     # the share of training frames (denoising) whose input is recorded again from the noise-free
     # target with a real detector's noise (emzoo.data.noise: the noise `emzoo adapt` is measured
     # on): neighbour-correlated counts and scan-line offsets, which the corpus' recordings lack
     detector_noise_prob: float = 0.0
-    # the share of training frames (segmentation) given a smooth random background (uneven illumination,
-    # transforms.smooth_background); without it the models called 25-57% of a ramp on empty support particle
+    # the share of training frames (segmentation) given a smooth random background (uneven
+    # illumination, support thickness: emzoo.data.transforms.smooth_background); without it the
+    # shipped models called 25-57% of an empty support with a gentle ramp particle
     background_prob: float = 0.0
-    # the share (segmentation) replaced by a random window of 40-75% of them enlarged and normalised on its
-    # own (transforms.zoomed_window): a zoomed crop of bare support was called 10-60% particle
+    # the share of training frames (segmentation) replaced by a random window of 40-75% of them
+    # enlarged to the frame's size and normalised on its own (emzoo.data.transforms.zoomed_window):
+    # a user's crop of bare support, stretched to full contrast, was called 10-60% particle
+    # (scripts/bench_empty_support.py), and the corpus' frames never hold its largest particles whole
     zoom_window_prob: float = 0.0
-    # the share replaced by a window on one particle (transforms.particle_window): frames a particle
-    # mostly fills, where the HAADF model called nothing (scripts/bench_large_particles.py)
-    particle_window_prob: float = 0.0
     # segmentation: how particles look in its images ("bright", "dark"); predict's polarity="auto"
     # inverts an image of the other polarity (emzoo.inference.polarity)
     particle_contrast: str | None = None
@@ -170,7 +171,6 @@ def _emsim(name: str, task: str, data: str, subset: str, modality: str, **kwargs
             despike_prob=0.5,
             background_prob=0.3,
             zoom_window_prob=0.3,
-            particle_window_prob=0.25,
             batch_size=4,
             image_size=256,
         )
