@@ -69,6 +69,12 @@ def corpus_for(recipe) -> Path:
     return default_corpus(**dict(recipe.corpus))
 
 
+def subset_for(name: str) -> Path:
+    """The corpus folder a shipped checkpoint trains and is judged on (simulated when missing)."""
+    recipe = RECIPES[next(e for e in shipped_entries() if e.name == name).recipe]
+    return corpus_for(recipe) / recipe.subset
+
+
 BUILD_LOG = Path(__file__).resolve().parent.parent / "docs" / "zoo_build_log.jsonl"
 CURVES_DIR = BUILD_LOG.parent / "build_curves"  # each run's loss and validation curves, kept or not
 RESIZE_AUGMENTATION = (0.8, 1.25)  # data.transforms.random_rescale's range: the sizes a network saw

@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from emzoo import io
-from emzoo.build import RECIPES, corpus_for, shipped_entries
+from emzoo.build import subset_for
 from emzoo.hub import load
 from emzoo.inference.predictor import Predictor
 from emzoo.zoo.catalog import SHIPPED_DIR
@@ -36,19 +36,19 @@ def dice(counts: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="shipped segmentation checkpoints")
+    parser.add_argument("--folder", help="score this model folder (a build's challenger) instead of the shipped one")
+    parser.add_argument("--scales", type=float, nargs="+", default=SCALES, help="working scales (default: 1 0.5 0.25)")
     args = parser.parse_args()
-    entries = {e.name: e for e in shipped_entries()}
     for name in args.names:
-        recipe = RECIPES[entries[name].recipe]
-        subset = corpus_for(recipe) / recipe.subset
+        subset = subset_for(name)
         train = [particle_fraction(m) for m in sorted((subset / "train" / "masks").glob("*.png"))]
         held = sum(f for f in train if f >= MOSTLY) / max(sum(train), 1e-9)
         print(
             f"## {name}\n\nTraining split: {len(train)} frames, {sum(f == 0 for f in train)} particle-free, "
             f"{sum(f >= MOSTLY for f in train)} at least {MOSTLY:.0%} particle ({held:.0%} of the particle pixels).\n"
         )
-        predictor = Predictor(load(SHIPPED_DIR / name, verify=False), output="logits")
-        counts = {(group, scale): np.zeros(3) for group in ("mostly", "other") for scale in SCALES}
+        predictor = Predictor(load(args.folder or SHIPPED_DIR / name, verify=False), output="logits")
+        counts = {(group, scale): np.zeros(3) for group in ("mostly", "other") for scale in args.scales}
         rows = []
         for mask_path in sorted((subset / "test" / "masks").glob("*.png")):
             truth = io.read(mask_path)[0] > 0
@@ -57,7 +57,7 @@ def main() -> None:
             image = io.read(subset / "test" / "images" / f"{mask_path.stem}.tif")[0]
             group = "mostly" if truth.mean() >= MOSTLY else "other"
             per_scale = []
-            for scale in SCALES:
+            for scale in args.scales:
                 called = predictor(image, None, scale=scale) > 0
                 frame = np.array([(called & truth).sum(), (called & ~truth).sum(), (~called & truth).sum()], float)
                 counts[group, scale] += frame
@@ -65,12 +65,12 @@ def main() -> None:
             if group == "mostly":
                 rows.append((mask_path.stem, truth.mean(), per_scale))
         n_mostly = len(rows)
-        print("| Test frames | " + " | ".join(f"Dice at scale {s:g}" for s in SCALES) + " |")
-        print("|---|" + "---|" * len(SCALES))
+        print("| Test frames | " + " | ".join(f"Dice at scale {s:g}" for s in args.scales) + " |")
+        print("|---|" + "---|" * len(args.scales))
         for group, label in (("mostly", f"at least {MOSTLY:.0%} particle ({n_mostly})"), ("other", "the others")):
-            print(f"| {label} | " + " | ".join(f"{dice(counts[group, s]):.3f}" for s in SCALES) + " |")
-        print("\n| Frame | Particle fraction | " + " | ".join(f"Dice at {s:g}" for s in SCALES) + " |")
-        print("|---|---|" + "---|" * len(SCALES))
+            print(f"| {label} | " + " | ".join(f"{dice(counts[group, s]):.3f}" for s in args.scales) + " |")
+        print("\n| Frame | Particle fraction | " + " | ".join(f"Dice at {s:g}" for s in args.scales) + " |")
+        print("|---|---|" + "---|" * len(args.scales))
         for stem, fraction, per_scale in rows:
             print(f"| {stem} | {fraction:.2f} | " + " | ".join(f"{d:.2f}" for d in per_scale) + " |")
         print(flush=True)

@@ -20,6 +20,7 @@ from emzoo.inference.engines import make_engine
 from emzoo.inference.levelling import SIGNIFICANT_SWING, check_level, level, model_level
 from emzoo.inference.polarity import (
     check_polarity,
+    finds_nothing,
     image_contrast,
     model_particle_contrast,
     model_polarity_confidence,
@@ -195,10 +196,12 @@ class Predictor:
         inverted = self.polarity == "inverted"
         choice, result = self._at_scale(-x if inverted else x, pixel_size, scale, params)
         auto = self.polarity == "auto" and self.particle_contrast is not None
-        if auto and image_contrast(x) != self.particle_contrast:  # the image's contrast says: the other way up
+        as_is = self._foreground(result, params) if auto else None
+        # the image's contrast says: the other way up; or the model finds nothing (a particle filling an
+        # inverted frame skews it the right way)
+        if auto and (image_contrast(x) != self.particle_contrast or finds_nothing(as_is, self.peak)):
             other = self._at_scale(-x, pixel_size, scale, params)
-            as_is, flipped = self._foreground(result, params), self._foreground(other[1], params)
-            if prefers_inverted(as_is, flipped, self.polarity_confidence):
+            if prefers_inverted(as_is, self._foreground(other[1], params), self.polarity_confidence, self.peak):
                 (choice, result), inverted = other, True  # and the model agrees: it finds particles there
         if self.task.segmentation:
             choice.polarity = "inverted" if inverted else "as-is"
