@@ -161,7 +161,25 @@ def test_cancel_stops_a_prediction(make_napari_viewer, qtbot):
     assert [layer.name for layer in viewer.layers] == ["big"]
 
 
-def test_adapt_adds_its_model_to_the_predict_dock(make_napari_viewer, qtbot):
+ISOLATED = "EMZOO_NAPARI_ISOLATED"
+
+
+def test_adapt_adds_its_model_to_the_predict_dock():
+    """Run in a pytest process of its own: in the whole suite's process the dock's adapt worker
+    stalled twice (300 s, two machines; cause not found), alone it finishes in seconds."""
+    test = f"{__file__}::test_adapt_dock_in_this_process"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", test, "-p", "no:cacheprovider"],
+        env={**os.environ, ISOLATED: "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.skipif(not os.environ.get(ISOLATED), reason="run in its own process by the test above")
+def test_adapt_dock_in_this_process(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     ((data, kwargs, _),) = _io.sample_adf()
     viewer.add_image(data[:96, :96], **kwargs)
