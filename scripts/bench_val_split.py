@@ -12,11 +12,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from emzoo.build import RECIPES, corpus_for, shipped_entries
+from emzoo.build import subset_for
 from emzoo.hub import load
 from emzoo.judge import whole_image_scores, whole_images
 from emzoo.train.evaluation import evaluate_model
-from emzoo.zoo.catalog import SHIPPED_DIR
+from emzoo.zoo.catalog import RECIPES, SHIPPED_DIR, ZOO
 
 DEFAULT_N_VAL = 96  # build_corpus's default validation split
 
@@ -36,12 +36,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="shipped segmentation checkpoints")
     args = parser.parse_args()
-    entries = {e.name: e for e in shipped_entries()}
     print("| Checkpoint | Split | Frames | Crop Dice | Whole-frame Dice | Particle-free area |")
     print("|---|---|---|---|---|---|")
     for name in args.names:
-        recipe = RECIPES[entries[name].recipe]
-        subset = corpus_for(recipe) / recipe.subset
+        recipe, subset = RECIPES[ZOO[name].recipe], subset_for(name)
         folder = SHIPPED_DIR / name
         model = load(folder, verify=False)
         with tempfile.TemporaryDirectory() as tmp:

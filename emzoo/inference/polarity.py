@@ -81,16 +81,16 @@ def inverted_confidence(as_is: np.ndarray, inverted: np.ndarray) -> float | None
 
 
 def prefers_inverted(
-    as_is: np.ndarray, inverted: np.ndarray, confidence: float = CONFIDENCE, sure: float = 0.5
+    as_is: np.ndarray, inverted: np.ndarray, confidence: float = CONFIDENCE, nothing_as_is: bool = False
 ) -> bool:
     """Whether the model's foreground probabilities on the inverted image beat those on the image as
     it is: more particle, found with a mean probability above ``confidence`` (or above
-    ``MOSTLY_CONFIDENCE`` where it is most of the frame and nothing was surely found as it is: see
-    :func:`finds_nothing`)."""
+    ``MOSTLY_CONFIDENCE`` where it is most of the frame and ``nothing_as_is``: the model was sure of
+    nothing in the image as it is, see :func:`finds_nothing`)."""
     found = inverted_confidence(as_is, inverted)
     if found is None:
         return False
-    mostly = finds_nothing(as_is, sure) and (inverted >= 0.5).mean() >= MOSTLY
+    mostly = nothing_as_is and (inverted >= 0.5).mean() >= MOSTLY
     return found > (min(confidence, MOSTLY_CONFIDENCE) if mostly else confidence)
 
 

@@ -199,9 +199,10 @@ class Predictor:
         as_is = self._foreground(result, params) if auto else None
         # the image's contrast says: the other way up; or the model finds nothing (a particle filling an
         # inverted frame skews it the right way)
-        if auto and (image_contrast(x) != self.particle_contrast or finds_nothing(as_is, self.peak)):
+        nothing = auto and finds_nothing(as_is, self.peak)
+        if auto and (nothing or image_contrast(x) != self.particle_contrast):
             other = self._at_scale(-x, pixel_size, scale, params)
-            if prefers_inverted(as_is, self._foreground(other[1], params), self.polarity_confidence, self.peak):
+            if prefers_inverted(as_is, self._foreground(other[1], params), self.polarity_confidence, nothing):
                 (choice, result), inverted = other, True  # and the model agrees: it finds particles there
         if self.task.segmentation:
             choice.polarity = "inverted" if inverted else "as-is"
