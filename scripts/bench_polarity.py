@@ -27,10 +27,10 @@ def main() -> None:
     print("| Checkpoint | Split | Share | Whole-frame Dice | Particle-free area |")
     print("|---|---|---|---|---|")
     for name in args.names:
-        model = load(name, verify=False)
+        model, subset = load(name, verify=False), subset_for(name)
         for share in args.shares:
             polarity.NOTHING = share  # read by finds_nothing at each call
-            scores = whole_image_scores(whole_images(model, subset_for(name), args.split))
+            scores = whole_image_scores(whole_images(model, subset, args.split))
             print(
                 f"| {name} | {args.split} | {share:g} | {scores['whole_dice']:.3f} | "
                 f"{100 * scores['particle_free_area']:.2f}% |",

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -36,7 +37,7 @@ MODELS = {
 # particle of 466 px on a lattice, an inverted particle filling 85% of the field, one of 993 px
 # on a lattice, a bare lattice, an HRTEM particle of 639 px, a bare HRTEM support
 LARGE_SCENES = (19, 35, 11, 13, 41, 0, 2)
-Scene = tuple[str, str, "object", "object"]  # group, title, image, truth
+Scene = tuple[str, str, np.ndarray, np.ndarray]  # group, title, image, truth mask
 
 
 def pick(corpus: Path) -> list[dict]:
