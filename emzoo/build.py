@@ -104,6 +104,7 @@ def train_config(
     lr: float | None = None,
     keep_spikes: bool = False,
     ema_decay: float | None = None,
+    background_prob: float | None = None,
 ) -> TrainConfig:
     recipe = RECIPES[entry.recipe]
     return TrainConfig.from_recipe(
@@ -117,6 +118,7 @@ def train_config(
         prior_head=recipe.prior_head and not warm,  # a warm start keeps its trained head
         remove_outliers=False if keep_spikes else None,  # None: the recipe's
         despike_prob=0.0 if keep_spikes else None,
+        background_prob=background_prob,  # None: the recipe's
         lr_schedule="cosine" if settle else "constant",  # a rerun's new schedule settles to 0
         seed=0,
         checkpointing_steps=100,
@@ -145,11 +147,13 @@ def build_one(
     lr: float | None = None,
     keep_spikes: bool = False,
     ema_decay: float | None = None,
+    background_prob: float | None = None,
 ) -> dict:
     """Train one checkpoint (resuming its run) and write its shipped folder. ``warm``: continue
     from the shipped weights; ``from_pretext``: fine-tune again from the shipped pretext weights;
     either keeps the result only if its held-out metric beats the shipped checkpoint's.
-    ``keep_spikes``: inputs as recorded, where the recipe replaces x-ray hits and hot pixels."""
+    ``keep_spikes``: inputs as recorded, where the recipe replaces x-ray hits and hot pixels;
+    ``background_prob``: another share of frames given a smooth background (segmentation)."""
     recipe = RECIPES[entry.recipe]
     corpus = corpus_for(recipe)
     base_folder = None
@@ -173,15 +177,14 @@ def build_one(
         run_dir = runs / f"{entry.name}-from-{sha256_file(base_folder / 'model.safetensors')[:8]}"
     else:
         run_dir = runs / (f"{entry.name}-warm{runs_before}" if warm else entry.name)
-    for label, value in (("lr", lr), ("ema", ema_decay)):  # another rate or average is another run
+    for label, value in (("lr", lr), ("ema", ema_decay), ("bg", background_prob)):  # each another run
         run_dir = run_dir.with_name(f"{run_dir.name}-{label}{value:g}") if value is not None else run_dir
     if keep_spikes := keep_spikes and bool(recipe.despike_prob):  # other inputs, another run
         run_dir = run_dir.with_name(f"{run_dir.name}-spikes-kept")
     run_dir = _unfinished_or_new(run_dir)
     start = time.perf_counter()
-    config = train_config(
-        entry, corpus, run_dir, base_folder, steps, warm, progress, challenger, lr, keep_spikes, ema_decay
-    )
+    variant = dict(lr=lr, keep_spikes=keep_spikes, ema_decay=ema_decay, background_prob=background_prob)
+    config = train_config(entry, corpus, run_dir, base_folder, steps, warm, progress, challenger, **variant)
     result = Trainer(config).train()
     setup_and_test = time.perf_counter() - start - result["train_seconds"]
     return judge_run(entry, run_dir, result, out, warm, from_pretext, previous_cost, setup_and_test)
@@ -274,12 +277,7 @@ def judge_run(
     dataset = f"emzoo corpus v{dict(recipe.corpus)['version']} {recipe.subset}"
     n_params = sum(p.numel() for p in model.parameters())
     metrics = [
-        {
-            "name": k,
-            "value": v,
-            "dataset": f"{dataset} (held-out test split)",
-            "split": "test",
-        }
+        {"name": k, "value": v, "dataset": f"{dataset} (held-out test split)", "split": "test"}
         for k, v in result["test"].items()
     ]
     save_pretrained(
@@ -380,6 +378,7 @@ def build(
     lr: float | None = None,
     keep_spikes: bool = False,
     ema_decay: float | None = None,
+    background_prob: float | None = None,
 ) -> list[dict]:
     """Build the shipped checkpoints (all, or ``names``), skipping the finished ones; with
     ``warm_start``, continue each (built) one from its shipped weights for ``steps`` more; with
@@ -401,6 +400,7 @@ def build(
             if from_pretext and not entry.base_model and not names:
                 continue  # the pretext checkpoints themselves: nothing to start from
             variant = dict(progress=progress, lr=lr, keep_spikes=keep_spikes, ema_decay=ema_decay)
+            variant["background_prob"] = background_prob
             record = build_one(entry, runs, warm=warm_start, steps=steps, from_pretext=from_pretext, **variant)
             if record.get("kept"):
                 _pin(record["name"], record["sha256"])

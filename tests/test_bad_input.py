@@ -200,6 +200,7 @@ def test_training_arguments(tmp_path, capsys, args, fragment):
         (["demo", "--models", "/nonexistent/model"], "/nonexistent/model: no such folder"),
         (["reproduce", "--preset", "paper", "--data-root", "/nonexistent"], "--data-root /nonexistent: no cem500k/"),
         (["reproduce", "--data-root", "/nonexistent"], "--data-root /nonexistent: no cem500k/"),
+        (["zoo", "build", "unet-2-44-emsim-hrtem-seg", "--warm-start", "--background-prob", "1.5"], "0 to 1"),
     ],
 )
 def test_other_commands_check_their_arguments_first(tmp_path, capsys, args, fragment):

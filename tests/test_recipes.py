@@ -47,6 +47,15 @@ def test_zoo_build_uses_the_same_translation(tmp_path):
         assert getattr(built, key) == getattr(direct, key), key
 
 
+def test_zoo_build_background_prob_changes_that_share_only(tmp_path):
+    """`emzoo zoo build --background-prob`: another share of smooth backgrounds, the rest the recipe's."""
+    entry = ZOO["unet-4-424-emsim-hrtem-seg"]
+    built = train_config(entry, tmp_path, tmp_path / "run", None)
+    other = train_config(entry, tmp_path, tmp_path / "run", None, background_prob=0.6)
+    assert built.background_prob == RECIPES[entry.recipe].background_prob != 0.6 == other.background_prob
+    assert {**built.augmentations(), "background_prob": 0.6} == other.augmentations()
+
+
 def test_evaluate_command_runs(tmp_path):
     from emzoo.data.simulate import simulated
 

@@ -8,7 +8,10 @@ import json
 
 def _cmd_build(args: argparse.Namespace) -> None:
     from emzoo.build import build, is_built, shipped_entries
+    from emzoo.errors import ConfigError
 
+    if args.background_prob is not None and not 0.0 <= args.background_prob <= 1.0:  # before any corpus is built
+        raise ConfigError(f"--background-prob {args.background_prob:g}: expected a share of training frames, 0 to 1")
     if args.list:
         for entry in shipped_entries():
             print(f"{entry.name:<36} {'built' if is_built(entry) else 'to build'}")
@@ -23,6 +26,7 @@ def _cmd_build(args: argparse.Namespace) -> None:
         lr=args.lr,
         keep_spikes=args.keep_spikes,
         ema_decay=args.ema_decay,
+        background_prob=args.background_prob,
     )
     print(json.dumps(done, indent=2))
 
@@ -75,6 +79,12 @@ def add_commands(sub) -> None:
         "--ema-decay",
         type=float,
         help="average the weights over steps with this decay, e.g. 0.998 (a run of its own; default: the recipe's)",
+    )
+    p.add_argument(
+        "--background-prob",
+        type=float,
+        help="the share of training frames given a smooth random background (segmentation; a run of its own; "
+        "default: the recipe's)",
     )
     p.add_argument(
         "--keep-spikes",

@@ -105,6 +105,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} {value!r}: expected a finite positive number")
         if self.ema_decay is not None and not (isinstance(self.ema_decay, float) and 0.0 < self.ema_decay < 1.0):
             raise ConfigError(f"ema_decay {self.ema_decay!r}: expected a number between 0 and 1, e.g. 0.998")
+        for name, share in self.augmentations().items():
+            if not (isinstance(share, int | float) and 0.0 <= share <= 1.0):
+                raise ConfigError(f"{name} {share!r}: expected a share of the training frames from 0 to 1")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule {self.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
         if self.report_to not in (None, "none"):
