@@ -14,7 +14,7 @@ from emzoo.cli import main
 from emzoo.data.corpus import simulate_sample
 from emzoo.data.corpus.constants import SEGMENT_CORPUS_VERSION
 from emzoo.errors import ConfigError
-from emzoo.inference.polarity import image_contrast, model_particle_contrast
+from emzoo.inference.polarity import image_contrast, model_particle_contrast, prefers_inverted, surer_inverted
 from emzoo.inference.predictor import Predictor
 from emzoo.normalize import remove_outliers
 from tests.test_scale import SEG, dice, haadf_scene
@@ -95,3 +95,17 @@ def test_an_inverted_frame_a_particle_mostly_fills_is_turned_the_right_way_up(se
     predictor = Predictor(seg)
     assert dice(predictor(image, pixel) > 0.5, truth) >= 0.9
     assert predictor.last_scale.polarity == "inverted"
+
+
+def test_an_inverted_pass_much_surer_of_its_particles_wins_over_more_area():
+    """A wrong-way-up model calls the support (78% of the frame, unsure) and, inverted, the particle
+    (22%, sure): the area rule keeps the support; the surer pass wins where it is surer by
+    ``SURER_BY`` and sure enough, and only where the model found something as it is."""
+    particle = np.zeros((64, 64), bool)
+    particle[16:44, 16:48] = True
+    as_is = np.where(particle, 0.1, 0.62)  # the support, unsure
+    inverted = np.where(particle, 0.8, 0.05)
+    assert surer_inverted(as_is, inverted) and prefers_inverted(as_is, inverted)
+    assert not prefers_inverted(as_is, inverted, nothing_as_is=True)  # then the rules for "nothing" decide
+    assert not prefers_inverted(np.where(particle, 0.1, 0.7), inverted)  # not surer by enough
+    assert not prefers_inverted(np.where(particle, 0.1, 0.52), np.where(particle, 0.68, 0.05))  # not sure enough
