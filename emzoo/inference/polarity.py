@@ -23,6 +23,10 @@ least half particle, all inverted, and found them inverted at Dice 0.83-0.96 wit
 of nothing as it is (``NOTHING``) and most of the frame inverted (``MOSTLY``), a lower confidence
 (``MOSTLY_CONFIDENCE``) suffices: the particle-free frames of the validation split, inverted, were
 called at most 21% particle.
+
+The area cue fails the other way where a wrong-way-up model finds something: it calls the support,
+more of the frame than the particles. So an inverted pass much surer of its particles
+(:func:`surer_inverted`) wins whatever the areas.
 """
 
 from __future__ import annotations
