@@ -21,7 +21,7 @@ from emzoo.inference import polarity
 from emzoo.inference import predictor as predictor_module
 from emzoo.judge import whole_image_scores, whole_images
 
-AREA_RULE = polarity.prefers_inverted
+LIBRARY_RULE = polarity.prefers_inverted  # the predictor's own, kept before it is replaced below
 
 
 def counting_surer_decisions(changed: list[int]):
@@ -29,9 +29,9 @@ def counting_surer_decisions(changed: list[int]):
     than the rules before it."""
 
     def decide(as_is, inverted, confidence=polarity.CONFIDENCE, nothing_as_is=False) -> bool:
-        chosen = AREA_RULE(as_is, inverted, confidence, nothing_as_is)
+        chosen = LIBRARY_RULE(as_is, inverted, confidence, nothing_as_is)
         saved, polarity.SURER_BY = polarity.SURER_BY, float("inf")
-        before = AREA_RULE(as_is, inverted, confidence, nothing_as_is)
+        before = LIBRARY_RULE(as_is, inverted, confidence, nothing_as_is)
         polarity.SURER_BY = saved
         if chosen != before:
             changed.append(1)
